@@ -1,0 +1,1 @@
+"""emogeo analysis: RSA, inference, isotropy, decomposition, tables, figures and the report."""

@@ -1,0 +1,246 @@
+"""Run artifacts: atomic directories of safetensors + JSON, run identity, resume, environment stamp.
+
+A run directory is written under a temporary name and renamed into place only when every file is
+complete, so a reader never sees half a run. Partial progress of a long run lives in
+``<run>.partial/`` (one safetensors shard per finished unit of work) and is reused on restart.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ARTIFACTS = Path(os.environ.get("EMOGEO_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts"))
+RUNS = ARTIFACTS / "runs"
+SCHEMA_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """A run directory is missing, incomplete or does not match its recorded config."""
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("EMOGEO_ARTIFACTS", ARTIFACTS)) / "runs"
+
+
+def run_dir(slug: str, kind: str) -> Path:
+    """artifacts/runs/<model-slug>/<kind>, e.g. kind='comprehension-fp32-tl'."""
+    return runs_dir() / slug / kind
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _clean(o):
+    """NaN/inf -> None so the JSON is standard (the released files use bare NaN; we do not)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def dumps(obj) -> str:
+    return json.dumps(_clean(json.loads(json.dumps(obj, default=_json_default))), indent=2, sort_keys=False,
+                      allow_nan=False) + "\n"
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(dumps(obj))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_tensors_atomic(path: Path, tensors: dict) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(final: Path):
+    """Yield a temp dir next to ``final``; rename it to ``final`` only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def finished(path: Path, config: dict) -> bool:
+    """A complete run with the same config exists (metadata.json is the last file a run gets)."""
+    meta = Path(path) / "metadata.json"
+    if not meta.exists():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("config_hash") == config_hash(config)
+    except (json.JSONDecodeError, OSError):
+        return False
+
+
+class PartialStore:
+    """Resumable progress: one safetensors file per finished unit (batch, emotion, ...)."""
+
+    def __init__(self, final: Path, config: dict):
+        self.dir = Path(str(final) + ".partial")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        stamp = self.dir / "config.json"
+        if stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != config_hash(config):
+            shutil.rmtree(self.dir)  # progress from a different config is not reusable
+            self.dir.mkdir(parents=True)
+        write_json_atomic(stamp, {"config_hash": config_hash(config)})
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{key}.safetensors"
+
+    def has(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def load(self, key: str) -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(self._path(key))
+
+    def save(self, key: str, tensors: dict) -> None:
+        save_tensors_atomic(self._path(key), tensors)
+
+    def save_json(self, key: str, obj) -> None:
+        write_json_atomic(self.dir / f"{key}.json", obj)
+
+    def load_json(self, key: str):
+        p = self.dir / f"{key}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def has_json(self, key: str) -> bool:
+        return (self.dir / f"{key}.json").exists()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (rev + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str | None = None) -> dict:
+    """Software versions, device and git revision: stamped into every artifact."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "transformers", "transformer_lens", "bitsandbytes", "numpy", "scipy", "safetensors",
+                "gguf", "statsmodels"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    env = {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+           "git_revision": git_revision(), "emogeo": _own_version()}
+    if device is not None:
+        env["device"] = device
+        try:
+            import torch
+
+            if device.startswith("cuda") and torch.cuda.is_available():
+                env["device_name"] = torch.cuda.get_device_name(0)
+            env["torch_threads"] = torch.get_num_threads()
+        except ImportError:
+            pass
+    return env
+
+
+def _own_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class Timer:
+    """Named wall-clock timings for the metadata's ``timings`` block."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def load_metadata(path: Path) -> dict:
+    meta = Path(path) / "metadata.json"
+    if not meta.exists():
+        raise ArtifactError(f"{path}: no metadata.json (run missing or incomplete)")
+    try:
+        return json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{meta}: corrupted JSON ({exc}); delete the run directory and rerun") from exc
+
+
+def load_vectors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    f = Path(path) / "vectors.safetensors"
+    if not f.exists():
+        raise ArtifactError(f"{path}: vectors.safetensors missing")
+    try:
+        return load_file(f)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{f}: unreadable safetensors ({exc}); delete the run directory and rerun") from exc
+
+
+def list_runs(root: Path | None = None) -> list[Path]:
+    root = Path(root) if root else runs_dir()
+    return sorted(p.parent for p in root.glob("*/*/metadata.json"))

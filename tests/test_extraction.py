@@ -1,0 +1,143 @@
+"""Comprehension extraction: real values on tiny models and synthetic vectors."""
+import json
+
+import pytest
+import torch
+
+from repro import artifacts, geometry, stimuli
+from repro.backends import HFBackend, make_backend
+from repro.extraction import ExtractionConfig, extract, layer_sweep, read_last_token, reference_layers, summarize
+
+
+def _texts():
+    ps = stimuli.load_comprehension()
+    return [p.text for p in ps[:23]]
+
+
+def test_centering_makes_layer_mean_zero(tiny_lm):
+    lm = tiny_lm("llama")
+    run = extract(resolve_path(lm), lm=lm, progress=False)
+    vec = artifacts.load_vectors(run)["vectors"]
+    assert vec.shape == (4, 21, 64)
+    assert vec.mean(dim=1).abs().max() < 1e-5
+    # and the uncentred means are not trivially zero
+    assert artifacts.load_vectors(run)["emotion_means"].mean(dim=1).abs().max() > 1e-3
+
+
+def resolve_path(lm):
+    return lm.spec
+
+
+def test_best_layer_is_argmin_and_margin():
+    torch.manual_seed(0)
+    v = geometry.center(torch.randn(6, 21, 32))
+    v[3] = geometry.center(torch.randn(21, 32) * torch.linspace(0.1, 3, 32))  # a different layer
+    s = layer_sweep(v)
+    sweep = torch.tensor(s["layer_sweep"], dtype=torch.float64)
+    assert s["best_layer"] == int(sweep.argmin())
+    ordered = sweep.sort().values
+    assert s["best_margin"] == pytest.approx(float(ordered[1] - ordered[0]))
+    assert s["second_best_layer"] == int(sweep.argsort()[1])
+    # centred vectors sit near the floor -1/(k-1)
+    assert sweep.min() >= -1 / 20 - 1e-9
+
+
+def test_fragile_flag():
+    v = geometry.center(torch.randn(2, 21, 16))
+    v[1] = v[0] * 2.0  # identical cosines -> margin 0 -> fragile
+    s = layer_sweep(v)
+    assert s["best_margin"] == pytest.approx(0.0, abs=1e-12) and s["fragile"]
+
+
+def test_nan_layers_excluded_not_crash():
+    v = geometry.center(torch.randn(8, 21, 16))
+    v[5:] = float("nan")  # like Gemma-3 1B base at fp16 past its middle
+    v[2, 3, 0] = float("inf")
+    s = layer_sweep(v)
+    assert s["nonfinite_layers"] == [2, 5, 6, 7]
+    assert s["best_layer"] not in s["nonfinite_layers"]
+    assert s["layer_sweep"][6] is None
+    neutral = torch.randn(8, 20, 16)
+    neutral[5:] = float("nan")
+    labels = list(stimuli.EMOTIONS)
+    acts = torch.randn(8, 21, 16)
+    acts[5:] = float("nan")
+    _, meta = summarize(acts, labels, stimuli.EMOTIONS, neutral, ExtractionConfig(model="x"))
+    assert meta["nonfinite_layers"] == [5, 6, 7]
+    assert meta["descriptors"]["75"]["anisotropy"] is None  # 75% of 8 = layer 6: not available
+    assert meta["descriptors"]["best"]["anisotropy"] is not None
+
+
+def test_reference_layers():
+    assert reference_layers(26, 9) == {"best": 9, "25": 6, "50": 13, "75": 19}
+    assert reference_layers(28, 15)["50"] == 14
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_batched_equals_unbatched(tiny_lm, family, side):
+    lm = tiny_lm(family)
+    be = HFBackend(lm)
+    texts = _texts()
+    batched = read_last_token(be, lm.tokenizer, texts, ExtractionConfig(model="x", batch_size=8, padding_side=side))
+    single = read_last_token(be, lm.tokenizer, texts, ExtractionConfig(model="x", batch_size=1, padding_side=side))
+    assert batched.shape == (4, len(texts), 64)
+    assert torch.allclose(batched, single, atol=1e-4, rtol=1e-4), (batched - single).abs().max()
+
+
+def test_tl_batched_left_padding_matches(tiny_lm):
+    lm = tiny_lm("qwen2")
+    be, _ = make_backend(lm, "tl")
+    texts = _texts()[:9]
+    a = read_last_token(be, lm.tokenizer, texts, ExtractionConfig(model="x", batch_size=9, padding_side="left"))
+    b = read_last_token(be, lm.tokenizer, texts, ExtractionConfig(model="x", batch_size=1))
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_metadata_and_skip_on_rerun(tiny_lm, capsys):
+    lm = tiny_lm("mistral")
+    run = extract(lm.spec, lm=lm, progress=False)
+    meta = json.loads((run / "metadata.json").read_text())
+    for key in ("layer_sweep", "best_layer", "best_margin", "fragile", "anisotropy", "rdm_std", "descriptors",
+                "reference_layers", "env", "timings", "config", "backend", "nonfinite_layers"):
+        assert key in meta
+    assert meta["backend"] == "tl" and run.name == "comprehension-fp32-tl"
+    assert len(meta["rdm"]) == 21 and meta["rdm"][0][0] == pytest.approx(1.0)
+    assert meta["env"]["versions"]["torch"]
+    mtime = (run / "metadata.json").stat().st_mtime_ns
+    again = extract(lm.spec, lm=lm, progress=True)
+    assert again == run and (run / "metadata.json").stat().st_mtime_ns == mtime
+    assert "skipping" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes(tiny_lm, monkeypatch):
+    lm = tiny_lm("llama")
+    calls = {"n": 0}
+    real = HFBackend.residuals
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(HFBackend, "residuals", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        extract(lm.spec, backend="hf", lm=lm, progress=False)
+    final = artifacts.run_dir(lm.spec.slug, "comprehension-fp32-hf")
+    assert not final.exists()  # never half a run
+    assert len(list((final.parent / (final.name + ".partial")).glob("p*.safetensors"))) == 4
+    calls["n"] = 100
+    run = extract(lm.spec, backend="hf", lm=lm, progress=False)
+    n_batches = -(-252 // 16) + -(-20 // 16)
+    assert calls["n"] - 100 == n_batches - 4  # only the unfinished batches ran again
+    fresh = extract(lm.spec, backend="hf", lm=lm, progress=False, force=True)
+    assert torch.equal(artifacts.load_vectors(run)["vectors"], artifacts.load_vectors(fresh)["vectors"])
+    assert not (final.parent / (final.name + ".partial")).exists()
+
+
+def test_bad_stimuli_keeps_message(tmp_path, tiny_lm):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,passage_id,text\nhappy,h1,\n")
+    with pytest.raises(stimuli.StimulusError, match="bad.csv row 2"):
+        extract(tiny_lm("llama").spec, stimuli_path=str(bad), lm=tiny_lm("llama"), progress=False)

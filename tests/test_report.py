@@ -1,0 +1,56 @@
+"""The report: index.md + self-contained index.html from the paper's reference numbers and from runs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from analysis.report import build_report
+
+
+def test_report_from_reference(tmp_path):
+    index = build_report(from_reference=True)
+    base = Path(os.environ["EMOGEO_ARTIFACTS"])  # the conftest points it at this test's tmp dir
+    assert index == base / "report" / "index.md"
+    md = index.read_text()
+    page = (base / "report" / "index.html").read_text()
+    for text in (md, page):
+        assert "Size-maturity correlations" in text
+        assert "-0.882" in text and "-0.891" in text and "-0.484" in text  # the size table from Table A1
+        assert "waiting for a GPU run" in text
+        assert "stand-ins" in text and "SmolLM2-135M-Instruct" in text and "Gemma-3-270M" in text
+        assert "Four-layer decomposition" in text and "over-estimates" in text
+    assert "paper reference numbers only" in md
+    assert page.count("data:image/png;base64,") == 6  # every figure inlined: no external files needed
+    assert "<table>" in page and "src=\"../" not in page
+    for name in ("fig1_rdm_of_rdms", "fig3_size", "fig6_decomposition"):
+        assert (base / "figures" / f"{name}.png").exists() and (base / "figures" / f"{name}.pdf").exists()
+    assert (base / "tables" / "size_correlations.csv").read_text().count("\n") == 7  # header + 4 + 2 rows
+    assert "not run" in md  # verify.md is absent and says so
+
+
+def test_report_from_runs_lists_runs_and_includes_verify(tmp_path):
+    from analysis.runs import AnalysisConfig
+    from test_tables_figures import make_fake_runs
+
+    root = tmp_path / "art"
+    make_fake_runs(root, generation=False, extras=False)
+    (root / "verify").mkdir(parents=True)
+    (root / "verify" / "verify.md").write_text("# Verify\n\n| claim | status |\n|---|---|\n| S3.5 | PASS-MARKER |\n")
+    index = build_report(from_reference=False, root=root, config=AnalysisConfig(n_perm=200, n_boot=50, n_splits=5))
+    md = index.read_text()
+    page = index.with_name("index.html").read_text()
+    assert "Mode: runs." in md and "Qwen_Qwen2.5-1.5B/comprehension-fp32-hf" in md
+    assert "PASS-MARKER" in md and "PASS-MARKER" in page
+    assert "reproduced from runs" in md  # the Qwen-I / Llama-3.2-I pair (Section 3.2) is present
+    assert (root / "analysis" / "results.json").exists()
+
+
+@pytest.mark.parametrize("mode", [True])
+def test_report_entry_point_signature(mode):
+    import inspect
+
+    sig = inspect.signature(build_report)
+    assert list(sig.parameters)[:2] == ["from_reference", "root"]
+    assert sig.parameters["from_reference"].default is False

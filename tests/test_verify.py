@@ -1,0 +1,260 @@
+"""`invoke verify` (analysis.verify): claims on real reference values, tampering, exit codes, run claims."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from analysis import checksums as cs
+from analysis import reference as ref
+from analysis import verify as vf
+from repro.models import resolve
+from repro.stimuli import EMOTIONS
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = REPO / "artifacts" / "reference" / "paper_numbers.json"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    shutil.copytree(REPO / "artifacts" / "reference", tmp_path / "artifacts" / "reference")
+    (tmp_path / "checksums").mkdir()
+    shutil.copyfile(REPO / "checksums" / "reference.sha256", tmp_path / "checksums" / "reference.sha256")
+    return tmp_path
+
+
+def _by_id(res):
+    return {c["id"]: c for c in res.claims}
+
+
+def _edit_paper(root, fn):
+    p = root / "artifacts/reference/paper_numbers.json"
+    doc = json.loads(p.read_text())
+    fn({e["id"]: e for e in doc["numbers"]})
+    p.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# ---- derived claims on the real reference data -----------------------------------------------------
+
+def test_size_table_from_table_a1_matches_paper_to_3_decimals():
+    got = {r["id"]: r for r in vf.size_correlations_from_table_a1()}
+    assert round(got["dmodel_anisotropy"]["rho"], 3) == -0.882
+    assert round(got["size_anisotropy"]["rho"], 3) == -0.820
+    assert round(got["size_rdm_std"]["rho"], 3) == -0.891
+    assert round(got["size_best_layer_pct"]["rho"], 3) == -0.484
+    assert got["dmodel_anisotropy"]["p"] == pytest.approx(1.5e-4, rel=0.05)
+    assert got["size_anisotropy"]["p"] == pytest.approx(0.0011, rel=0.05)
+    assert got["size_rdm_std"]["p"] == pytest.approx(1.0e-4, rel=0.05)
+    assert got["size_best_layer_pct"]["p"] == pytest.approx(0.11, rel=0.05)
+
+
+def test_size_table_derivation_is_sensitive_to_table_a1():
+    rows = ref.table_a1()
+    rows[9] = dict(rows[9], anisotropy=0.95)  # Mistral-I
+    got = {r["id"]: r for r in vf.size_correlations_from_table_a1(rows)}
+    assert round(got["dmodel_anisotropy"]["rho"], 3) != -0.882
+
+
+def test_fresh_copy_exits_0_with_registered_findings_only(tree):
+    res = vf.run_verify(tree, write=False)
+    claims = _by_id(res)
+    assert res.exit_code == 0, [c for c in res.claims if c["status"] == vf.FAIL]
+    assert res.summary[vf.FAIL] == 0
+    assert {c["id"] for c in res.claims if c["status"] == vf.MISMATCH} == set(vf.KNOWN)
+    for cid in ("A1.size_table.dmodel_anisotropy", "A1.size_table.size_rdm_std", "S3.1.within_family.qwen",
+                "S3.4.llama32_i_vs_llama31_i", "S4.2.cos_mean", "S4.3.decomposition.Llama-3.1-8B-Instruct.L3_C_vs_D",
+                "S2.7.mti.Qwen2.5-1.5B-Instruct.B", "A1.released_metadata.row09", "ref.released.sha256"):
+        assert claims[cid]["status"] == vf.PASS, claims[cid]
+    assert claims["S3.1.within_family.mistral"]["got"] == 0.8721
+    assert claims["A.4.n12_mistral_base_lineage"]["got"] == "v0.1"
+    assert claims["A1.row01.run"]["kind"] == vf.NEEDS_RUN and claims["A1.row01.run"]["status"] == vf.NOT_RUN
+    assert claims["A1.row01.run"]["command"] == "invoke extract --model Qwen/Qwen2.5-1.5B --dtype fp16"
+    assert claims["S3.1.within_family.mistral.run"]["status"] == vf.NOT_RUN
+    assert claims["S4.2.equivalence.run"]["command"].startswith("invoke equivalence --model meta-llama/Llama-3.2-3B-Instruct")
+    assert [r["status"] for r in res.integrity] == ["OK", "NOT RUN"]
+
+
+@pytest.mark.parametrize("tamper,status", [
+    ("flip", cs.MODIFIED), ("delete", cs.MISSING), ("add", cs.UNEXPECTED), ("swap", cs.SWAPPED)])
+def test_tampering_exits_2_and_names_the_path(tree, tamper, status):
+    a = "artifacts/reference/released/paper5/analysis/finding8_3layer_output/finding8_3layer_results.json"
+    b = "artifacts/reference/released/paper5/data/mti/compliance_b/compliance_b_qwen2.5_1.5b.json"
+    pa, pb = tree / a, tree / b
+    if tamper == "flip":
+        data = bytearray(pa.read_bytes())
+        data[len(data) // 2] ^= 0x20
+        pa.write_bytes(bytes(data))
+        paths = {a}
+    elif tamper == "delete":
+        pa.unlink()
+        paths = {a}
+    elif tamper == "add":
+        (tree / "artifacts/reference/notes.txt").write_text("extra")
+        paths = {"artifacts/reference/notes.txt"}
+    else:
+        da, db = pa.read_bytes(), pb.read_bytes()
+        pa.write_bytes(db)
+        pb.write_bytes(da)
+        paths = {a, b}
+    res = vf.run_verify(tree, write=False)  # must not crash on broken inputs either
+    assert res.exit_code == 2
+    problems = {r["path"]: r["status"] for r in res.integrity if r["path"]}
+    assert problems == {p: status for p in paths}
+
+
+def test_changed_table_a1_number_fails_size_claim_exit_1(tree):
+    def bump(n):
+        n["A1.row10"]["value"]["anisotropy"] = 0.95  # Mistral-7B-Instruct-v0.3: was 0.491
+    _edit_paper(tree, bump)
+    assert vf.run_verify(tree, write=False).exit_code == 2  # the manifest sees it first
+    cs.write_manifest(tree, "reference")
+    res = vf.run_verify(tree, write=False)
+    claims = _by_id(res)
+    assert res.exit_code == 1
+    assert claims["A1.size_table.dmodel_anisotropy"]["status"] == vf.FAIL
+    assert claims["A1.size_table.size_anisotropy"]["status"] == vf.FAIL
+    assert claims["S2.5.anisotropy_range"]["status"] == vf.FAIL
+
+
+def test_size_table_p_value_is_checked(tree):
+    def printed_p(n):
+        n["S3.5.size_table.dmodel_anisotropy"]["value"]["p"] = 1.0e-4  # as printed (0.0001); Table A1 gives 1.47e-4
+    _edit_paper(tree, printed_p)
+    cs.write_manifest(tree, "reference")
+    res = vf.run_verify(tree, write=False)
+    assert _by_id(res)["A1.size_table.dmodel_anisotropy"]["status"] == vf.FAIL and res.exit_code == 1
+
+
+def test_unregistered_release_disagreement_fails(tree):
+    p = tree / "artifacts/reference/released/paper5/analysis/h2_pilot/cross_backend_test.json"
+    p.write_text(p.read_text().replace('"cosine_mean": 0.999998', '"cosine_mean": 0.99'))
+    cs.write_manifest(tree, "reference")
+    res = vf.run_verify(tree, write=False)
+    claims = _by_id(res)
+    assert claims["S4.2.cos_mean"]["status"] == vf.FAIL
+    assert claims["ref.released.sha256"]["status"] == vf.FAIL  # no longer the authors' bytes
+    assert res.exit_code == 1
+
+
+def test_registered_mismatch_that_disappears_fails(tree):
+    def fix(n):
+        n["S3.1.within_family.mistral"]["value"] = 0.872
+    _edit_paper(tree, fix)
+    cs.write_manifest(tree, "reference")
+    claims = _by_id(vf.run_verify(tree, write=False))
+    assert claims["S3.1.within_family.mistral"]["status"] == vf.FAIL
+    assert "no longer observed" in claims["S3.1.within_family.mistral"]["note"]
+
+
+def test_outputs_written_atomically_and_markdown(tree, capsys):
+    code = vf.main(json_only=True, root=tree)
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["exit_code"] == 0 and out["schema"] == vf.SCHEMA
+    vdir = tree / "artifacts/verify"
+    assert sorted(p.name for p in vdir.iterdir()) == ["verify.json", "verify.md"]  # no temp files left
+    saved = json.loads((vdir / "verify.json").read_text())
+    assert saved["summary"] == out["summary"] and "env" in saved
+    md = (vdir / "verify.md").read_text()
+    assert md.startswith("## Verification")
+    assert "MISMATCH-IN-RELEASE" in md and "`invoke reproduce --models paper --dtype fp16`" in md
+    assert "### Where the authors' released files disagree with the paper" in md
+    assert vf.markdown_section(vf.run_verify(tree, write=False)).count("| `S3.1.within_family.mistral` |") == 1
+
+
+# ---- run claims (synthetic run artifacts: metadata.json only is read) ------------------------------
+
+def _run(root, hub, dtype="fp16", backend="tl", best=11, n_layers=28, aniso=0.627, std=0.103, seed=0, nan_from=None):
+    spec = resolve(hub)
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(21, 16))
+    v -= v.mean(0)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    rdm = (v @ v.T).tolist()
+    sweep = [-0.04 + 0.0001 * abs(i - best) for i in range(n_layers)]
+    sweep[best] = -0.0499
+    nonfinite = list(range(nan_from, n_layers)) if nan_from is not None else []
+    for i in nonfinite:
+        sweep[i] = None
+    meta = {"schema": "emogeo.comprehension/1", "kind": "comprehension", "model": spec.to_dict(), "backend": backend,
+            "dtype": dtype, "emotions": list(EMOTIONS), "n_layers": n_layers, "d_model": spec.d_model or 16,
+            "layer_sweep": sweep, "nonfinite_layers": nonfinite, "best_layer": best,
+            "best_layer_pct": round(100 * best / n_layers, 1),
+            "descriptors": {"best": {"layer": best, "anisotropy": aniso, "rdm_std": std, "mean_cosine": -0.0499}},
+            "rdm": rdm}
+    d = root / "artifacts/runs" / spec.slug / f"comprehension-{dtype}-{backend}"
+    d.mkdir(parents=True)
+    (d / "metadata.json").write_text(json.dumps(meta))
+    return d, rdm
+
+
+def test_run_claims_paper_and_embedded(tree):
+    _run(tree, "meta-llama/Llama-3.2-3B-Instruct")
+    _run(tree, "HuggingFaceTB/SmolLM2-135M-Instruct", dtype="fp32", best=23, n_layers=30, aniso=0.9, std=0.2)
+    eq = {"model": "meta-llama/Llama-3.2-3B-Instruct", "dtype": "fp16", "layer": 11, "passed": True,
+          "best": {"layer": 11, "cos_mean": 0.999998, "cos_min": 0.999997, "rdm_spearman": 0.99999,
+                   "rel_frobenius": 1.1e-4, "passed": True},
+          "per_layer": [{"layer": i, "cos_min": 0.99999, "passed": True} for i in range(28)]}
+    (tree / "artifacts/runs/meta-llama_Llama-3.2-3B-Instruct/equivalence.json").write_text(json.dumps(eq))
+    res = vf.run_verify(tree, write=False)
+    claims = _by_id(res)
+    assert res.exit_code == 0, [c for c in res.claims if c["status"] == vf.FAIL]
+    assert claims["A1.row08.run.comprehension-fp16-tl"]["status"] == vf.PASS
+    assert "A1.row08.run" not in claims  # the needs-run claim became a run claim
+    assert claims["S4.2.equivalence.run"]["status"] == vf.PASS
+    assert claims["run.meta-llama_Llama-3.2-3B-Instruct.equivalence"]["status"] == vf.PASS
+    emb = [c for c in res.claims if "SmolLM2-135M" in c["id"]]
+    assert {c["id"].rsplit(".", 1)[1] for c in emb} == {"integrity", "nonfinite_layers"}  # never vs the paper
+    assert all(c["status"] == vf.PASS for c in emb)
+    assert [r["status"] for r in res.integrity] == ["OK", "NOT RUN"]  # no runs manifest yet: not a failure
+    cs.write_all(tree)
+    assert vf.run_verify(tree, write=False).exit_code == 0
+
+
+def test_run_claim_tolerances(tree):
+    d, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct", best=12, aniso=0.635)  # off by one layer: flagged
+    claims = _by_id(vf.run_verify(tree, write=False))
+    c = claims["A1.row08.run.comprehension-fp16-tl"]
+    assert c["status"] == vf.PASS and "FLAGGED" in c["note"]
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["descriptors"]["best"]["anisotropy"] = 0.70  # outside +-0.01 of 0.627
+    (d / "metadata.json").write_text(json.dumps(meta))
+    cs.write_all(tree)
+    res = vf.run_verify(tree, write=False)
+    assert _by_id(res)["A1.row08.run.comprehension-fp16-tl"]["status"] == vf.FAIL and res.exit_code == 1
+    (d / "metadata.json").write_text(json.dumps(dict(meta, best_layer=3)))  # now inconsistent with its sweep
+    res = vf.run_verify(tree, write=False)
+    assert res.exit_code == 2  # the runs manifest catches the edit first
+    assert _by_id(res)["run.meta-llama_Llama-3.2-3B-Instruct/comprehension-fp16-tl.integrity"]["status"] == vf.FAIL
+
+
+def test_non_fp16_paper_run_is_integrity_only(tree):
+    _run(tree, "meta-llama/Llama-3.2-3B-Instruct", dtype="fp32", aniso=0.9)
+    claims = _by_id(vf.run_verify(tree, write=False))
+    assert claims["A1.row08.run"]["status"] == vf.NOT_RUN
+    assert not any(k.startswith("A1.row08.run.") for k in claims)
+
+
+def test_rsa_claim_from_runs(tree):
+    _, ra = _run(tree, "Qwen/Qwen2.5-1.5B-Instruct", best=15, aniso=0.848, std=0.130, seed=1)
+    _, rb = _run(tree, "meta-llama/Llama-3.2-3B-Instruct", seed=2)
+    c = _by_id(vf.run_verify(tree, write=False))["S3.2.qwen_i_vs_llama32_i.spearman.run"]
+    iu = np.triu_indices(21, k=1)
+    rho = spearmanr(np.array(ra)[iu], np.array(rb)[iu]).statistic
+    assert c["kind"] == vf.RUN and c["got"] == round(rho, 4)
+    assert c["status"] == (vf.PASS if abs(rho - 0.813) <= vf.RSA_TOL else vf.FAIL)
+
+
+def test_decomposition_json_structure(tree):
+    d = tree / "artifacts/runs/mistralai_Mistral-7B-Instruct-v0.3"
+    d.mkdir(parents=True)
+    layers = {k: {"rho": 0.1, "status": "ok"} for k in ("L1_A_vs_C", "L2_B_vs_C", "L3_C_vs_D", "L4_A_vs_D")}
+    (d / "decomposition.json").write_text(json.dumps({"layers": layers}))
+    claims = _by_id(vf.run_verify(tree, write=False))
+    assert claims["run.mistralai_Mistral-7B-Instruct-v0.3.decomposition"]["status"] == vf.PASS
+    assert "S4.3.decomposition.Mistral-7B-Instruct-v0.3.run" not in claims
+    layers["L4_A_vs_D"] = {"rho": None, "status": "ok"}
+    (d / "decomposition.json").write_text(json.dumps({"layers": layers}))
+    assert _by_id(vf.run_verify(tree, write=False))["run.mistralai_Mistral-7B-Instruct-v0.3.decomposition"]["status"] \
+        == vf.FAIL
