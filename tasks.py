@@ -94,7 +94,7 @@ def _gen_guard(fn):
 
 @task(help={"model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
             "preset": "protocol_matched (Section 2.3's eight matched parameters) or loose",
-            "precision": "fp16|bf16|fp32|int8|nf4, or auto (fp16 on GPU, fp32 on CPU; recorded)",
+            "precision": "fp16|bf16|fp32|int8|nf4, or auto (fp16 on GPU and fp16-capable CPUs, else fp32)",
             "max_new_tokens": "reduced token budget (default: the preset's 256 / 100); recorded",
             "generations_per_template": "repeats per template (default 10; greedy repeats are identical)",
             "device": "cpu|cuda (default: cuda when available)",
@@ -114,7 +114,7 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
 @task(help={"model": "alias, hub id or local dir",
             "max_new_tokens": "reduced protocol budget (loose budget scaled by 100/256); recorded",
             "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
-            "precision": "auto (fp16 on GPU, fp32 on CPU), fp16, fp32, bf16, int8, nf4",
+            "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, bf16, int8, nf4",
             "device": "cpu|cuda", "force": "recompute even if ablation.json matches the config"})
 def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
            device=None, force=False):
@@ -130,7 +130,8 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
 
 @task(help={"model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
             "layers": "all (add at every layer, as the original script) or best (comprehension best layer)",
-            "backend": "auto|tl|hf", "precision": "auto (fp16 on GPU, fp32 on CPU), fp16, fp32, ...",
+            "backend": "auto|tl|hf",
+            "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, ...",
             "max_new_tokens": "greedy continuation length (default 40)", "device": "cpu|cuda",
             "force": "recompute even if the steering run matches the config"})
 def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
@@ -270,10 +271,16 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, force=False
     from repro.loading import default_device
     from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
 
+    from repro.generation import EMBEDDED_BUDGET
+
     gpu = default_device().startswith("cuda")
+    # On a CPU the generation stages use a reduced, documented budget (EMBEDDED_BUDGET: 32 new tokens,
+    # 2 generations per template) so the embedded reproduce stays under 10 minutes; a GPU run uses the
+    # paper's protocol (256 tokens, 5 x 10 generations).
+    budget = {} if gpu else EMBEDDED_BUDGET
     opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
-                           gen_precisions=("fp16", "int8") if gpu else ("fp32", "int8"),
-                           max_new_tokens=int(max_new_tokens) if max_new_tokens else None, force=force)
+                           max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
+                           generations_per_template=budget.get("generations_per_template"), force=force)
     with _user_errors():
         results = run(models, opt)
     print_summary(results)
@@ -287,9 +294,11 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, force=False
 @task(help={"k": "pytest -k expression", "fast": "skip tests marked slow"})
 def test(c, k=None, fast=False):
     """Run the whole test suite (pytest)."""
+    import shlex
+
     args = ["-q"]
     if k:
         args += ["-k", k]
     if fast:
         args += ["-m", "not slow"]
-    c.run(f"{sys.executable} -m pytest " + " ".join(args), pty=False)
+    c.run(f"{shlex.quote(sys.executable)} -m pytest " + " ".join(map(shlex.quote, args)), pty=False)

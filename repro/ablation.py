@@ -29,8 +29,8 @@ from pathlib import Path
 
 from . import artifacts
 from .generation import (LOOSE, PRESETS, SUBPARAMETERS, Caches, GenerationConfig, chat_available, collect,
-                         default_batch_size, differing_subparameters, finalize, naive_count, plan, preset, resolve_precision,
-                         rdm_spearman, run_config, seed_caches_from_run)
+                         default_batch_size, differing_subparameters, finalize, naive_count, plan, preset,
+                         rdm_spearman, resolve_precision, run_config, seed_caches_from_run)
 from .models import ModelSpec, resolve
 from .stimuli import GENERATION_EMOTIONS
 
@@ -73,6 +73,15 @@ def run_ablation(model, max_new_tokens: int | None = None, precision: str = "aut
                  emotions: tuple[str, ...] | None = None) -> Path:
     """Write ``artifacts/runs/<slug>/ablation.json``; returns its path. ``emotions`` (default: the 20)
     exists for fast tests only."""
+    from .generation import quiet_bnb
+
+    with quiet_bnb():
+        return _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device,
+                             batch_size, emotions)
+
+
+def _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device, batch_size,
+                  emotions) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 

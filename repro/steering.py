@@ -29,7 +29,6 @@ saved so the rule can be revisited.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys

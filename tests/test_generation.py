@@ -94,14 +94,15 @@ def test_dedupe_equals_naive_loop(tiny):
         for it in items:
             runs = [_naive(tiny, it.prompt, cfg.max_new_tokens, True) for _ in range(min(it.weight, 2))]
             assert runs[0][0] == runs[-1][0]  # greedy repeats are identical: the premise of the dedupe
-            for _ in range(it.weight):  # the naive loop: every repeat enters the mean
+            for j in range(it.weight):  # the naive loop: every repeat enters the mean
                 for k in acts:
-                    acts[k].append(runs[0][1][k])
+                    acts[k].append(runs[min(j, len(runs) - 1)][1][k])
             rec = next(r for r in res[u]["records"] if r["prompt"] == it.prompt)
             assert rec["generated_ids"] == runs[0][0]
         for k in ("mid", "last"):
             naive = torch.stack(acts[k]).mean(0)
-            assert torch.allclose(res[u][k][:-1], naive, atol=2e-5, rtol=1e-4), (u, k, (res[u][k][:-1] - naive).abs().max())
+            diff = (res[u][k][:-1] - naive).abs().max()
+            assert torch.allclose(res[u][k][:-1], naive, atol=2e-5, rtol=1e-4), (u, k, diff)
     # and the unweighted mean (what a dedupe that forgot the weights would give) is measurably different
     unweighted = torch.stack([caches.act[(tuple(G.render(tiny.tokenizer, it.prompt, True)),
                                           tuple(r["generated_ids"]))][0]

@@ -87,9 +87,9 @@ def test_run_steering_artifact(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOGEO_ARTIFACTS", str(tmp_path))
     spec = tiny.spec
     with pytest.raises(S.SteeringError, match="invoke extract"):
-        S.run_steering(spec, backend="hf", device="cpu", progress=False)
+        S.run_steering(spec, backend="hf", precision="fp32", device="cpu", progress=False)
     _fake_comprehension(spec)
-    out = S.run_steering(spec, backend="hf", device="cpu", progress=False, max_new_tokens=16)
+    out = S.run_steering(spec, backend="hf", precision="fp32", device="cpu", progress=False, max_new_tokens=16)
     res = json.loads((out / "steering.json").read_text())
     meta = json.loads((out / "metadata.json").read_text())
     assert out == artifacts.run_dir(spec.slug, "steering")
@@ -101,5 +101,6 @@ def test_run_steering_artifact(tiny, tmp_path, monkeypatch):
             assert s["perplexity_ratio"] == pytest.approx(1.0)
         assert s["perplexity"] is None or s["perplexity"] > 1
     assert meta["layers"] == [0, 1, 2, 3] and meta["backend"] == "hf"
-    best = S.run_steering(spec, layers="best", backend="hf", device="cpu", progress=False, max_new_tokens=16)
+    best = S.run_steering(spec, layers="best", backend="hf", precision="fp32", device="cpu", progress=False,
+                          max_new_tokens=16)
     assert json.loads((best / "metadata.json").read_text())["layers"] == [1]
