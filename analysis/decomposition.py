@@ -100,6 +100,19 @@ def select_conditions(runs: Runs, slug: str, config: AnalysisConfig | None = Non
             "D": _pick_generation(gens, "protocol_matched", quantised=True)}
 
 
+def _same_result(path: Path, out: dict) -> bool:
+    import json
+
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    new = json.loads(artifacts.dumps(out))
+    return {k: v for k, v in old.items() if k != "env"} == {k: v for k, v in new.items() if k != "env"}
+
+
 def decomposition_from_runs(slug: str, runs: Runs | None = None, root=None, config: AnalysisConfig | None = None,
                             write: bool = True) -> dict:
     """Decomposition of one model from its run directories; writes runs/<slug>/decomposition.json."""
@@ -118,7 +131,11 @@ def decomposition_from_runs(slug: str, runs: Runs | None = None, root=None, conf
         for k, r in chosen.items()}
     out["env"] = artifacts.environment()
     if write and any(chosen[k] is not None for k in "BCD"):
-        artifacts.write_json_atomic(Path(runs.root) / "runs" / slug / "decomposition.json", out)
+        path = Path(runs.root) / "runs" / slug / "decomposition.json"
+        # Rewrite only when the numbers change: the file is covered by checksums/runs.sha256, and a
+        # report re-rendered later (new git revision in env) must not break the runs' integrity check.
+        if not _same_result(path, out):
+            artifacts.write_json_atomic(path, out)
     return out
 
 
