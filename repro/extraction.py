@@ -178,12 +178,14 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     neutral = stimuli.load_neutral_sentences()
     stim_files = [Path(stimuli_path)] if stimuli_path else [stimuli.COMPREHENSION_CSV]
     stim_digest = stimuli.stimuli_digest(stim_files + [stimuli.NEUTRAL_SENTENCES_CSV])
-    identity = {**cfg.to_dict(), "stimuli_sha256": stim_digest}
+    def identity(backend_ran: str) -> dict:
+        # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run.
+        return {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
 
-    # A finished run with this identity is reused (the backend that ran is part of the directory name).
     if not force:
-        for cand in artifacts.runs_dir().joinpath(spec.slug).glob(f"comprehension-{dtype}-*"):
-            if artifacts.finished(cand, identity):
+        for name in (("tl", "hf") if backend == "auto" else (backend,)):
+            cand = artifacts.run_dir(spec.slug, run_kind(dtype, name))
+            if artifacts.finished(cand, identity(name)):
                 if progress:
                     print(f"[extract] {spec.alias}: finished run found, skipping: {cand}")
                 return cand
@@ -194,7 +196,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     with timer("backend"):
         be, reason = make_backend(lm, backend)
     final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name))
-    store = artifacts.PartialStore(final, identity)
+    store = artifacts.PartialStore(final, identity(be.name))
     texts = [p.text for p in passages]
     bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
     with timer("forward"):
@@ -208,7 +210,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "schema": "emogeo.comprehension/1",
         "kind": "comprehension",
         "config": cfg.to_dict(),
-        "config_hash": artifacts.config_hash(identity),
+        "config_hash": artifacts.config_hash(identity(be.name)),
         "model": spec.to_dict(),
         "weights": lm.info.get("provenance", {}).get("weights", "original release"),
         "model_provenance": lm.info.get("provenance"),

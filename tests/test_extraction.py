@@ -141,3 +141,12 @@ def test_bad_stimuli_keeps_message(tmp_path, tiny_lm):
     bad.write_text("emotion,passage_id,text\nhappy,h1,\n")
     with pytest.raises(stimuli.StimulusError, match="bad.csv row 2"):
         extract(tiny_lm("llama").spec, stimuli_path=str(bad), lm=tiny_lm("llama"), progress=False)
+
+
+def test_auto_and_explicit_backend_share_a_run(tiny_lm):
+    lm = tiny_lm("qwen2")
+    run = extract(lm.spec, backend="tl", lm=lm, progress=False)
+    mtime = (run / "metadata.json").stat().st_mtime_ns
+    assert extract(lm.spec, backend="auto", lm=lm, progress=False) == run
+    assert extract(lm.spec, backend="tl", lm=lm, progress=False) == run
+    assert (run / "metadata.json").stat().st_mtime_ns == mtime  # never recomputed
