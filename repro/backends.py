@@ -26,9 +26,11 @@ class BackendUnavailableError(RuntimeError):
 
 
 def _gather(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """hidden [B, T, d], positions [B] -> [B, d] float32."""
-    idx = positions.to(hidden.device).view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
-    return hidden.gather(1, idx).squeeze(1).float()
+    """hidden [B, T, d], positions [B] (or [B, P]) -> [B, d] (or [B, P, d]) float32."""
+    pos = positions.to(hidden.device)
+    idx = pos.reshape(pos.shape[0], -1, 1).expand(-1, -1, hidden.shape[-1])
+    out = hidden.gather(1, idx).float()
+    return out.squeeze(1) if pos.dim() == 1 else out
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -50,7 +52,8 @@ class HFBackend:
 
     @torch.inference_mode()
     def residuals(self, input_ids, attention_mask, positions, layers=None) -> torch.Tensor:
-        """Residual stream after each block in ``layers`` at ``positions``: [n_sel, B, d] float32."""
+        """Residual stream after each block in ``layers`` at ``positions`` ([B], or [B, P] for several
+        positions per row): [n_sel, B, d] (or [n_sel, B, P, d]) float32."""
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         out: dict[int, torch.Tensor] = {}
         handles = []

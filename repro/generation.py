@@ -337,30 +337,11 @@ def positions_for(prompt_len: int, gen_len: int) -> dict[str, int]:
 def read_positions(backend, seqs: list[list[int]], positions: list[list[int]], pad_id: int,
                    layers: list[int] | None = None) -> torch.Tensor:
     """One forward pass of ``HFBackend``'s decoder over left-padded ``seqs``; residual after each block
-    in ``layers`` at several positions per row: [B, P, n_layers_sel, d] float32 on CPU.
-    (``HFBackend.residuals`` reads one position per row; this reads P in the same pass.)"""
-    from .backends import position_ids_from_mask
-
-    layers = list(range(backend.n_layers)) if layers is None else list(layers)
+    in ``layers`` at several positions per row: [B, P, n_layers_sel, d] float32 on CPU."""
     ids, mask = _pad_left(seqs, pad_id)
     T = ids.shape[1]
     pos = torch.tensor([[T - len(s) + p for p in ps] for s, ps in zip(seqs, positions)], dtype=torch.long)
-    out: dict[int, torch.Tensor] = {}
-    handles = []
-    for li in layers:
-        def hook(_m, _i, output, li=li):
-            hidden = output[0] if isinstance(output, tuple) else output
-            idx = pos.to(hidden.device).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-            out[li] = hidden.gather(1, idx).float().cpu()
-        handles.append(backend.layers[li].register_forward_hook(hook))
-    try:
-        dev = backend.lm.model.device
-        backend.base(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                     position_ids=position_ids_from_mask(mask).to(dev), use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    return torch.stack([out[li] for li in layers], dim=2)
+    return backend.residuals(ids, mask, pos, layers).permute(1, 2, 0, 3)  # [L, B, P, d] -> [B, P, L, d]
 
 
 class Caches:
