@@ -34,7 +34,7 @@ def _user_errors():
 # ---- extraction (repro.extraction) ---------------------------------------------------------------
 # @@EXTRACTION-TASKS@@
 @task(help={"model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
-            "backend": "auto|tl|hf (auto: TransformerLens where supported, else HF)",
+            "backend": "auto|tl|hf (auto: a paper model's Table A1 backend, or an error; other models TL where supported, else HF; tl/hf on a paper model record a departure from its method)",
             "dtype": "fp16|bf16|fp32", "stimuli": "comprehension CSV (emotion,passage_id,text)",
             "force": "recompute even if a finished run exists"})
 def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, force=False):
@@ -255,6 +255,18 @@ def env_check(c, skip_docker=False, skip_cuda_lock=False, skip_relock=False, con
     argv += ["--skip-docker"] * bool(skip_docker) + ["--skip-cuda-lock"] * bool(skip_cuda_lock)
     argv += ["--skip-relock"] * bool(skip_relock) + ["--rebuild-base"] * bool(rebuild_base)
     code = main(argv)
+    if code:
+        sys.exit(code)
+
+
+@task(help={"k": "pytest -k expression (default: the fast suite less `cpu_lock` tests, then the embedded "
+                 "Gemma-3 TL-vs-HF equivalence)",
+            "venv": "where to build the paper-stack venv (default ~/.cache/emogeo/venv-cuda, outside the repo)"})
+def paper_stack_check(c, k=None, venv=None):
+    """Build requirements/cuda.lock (the GPU image's stack) in its own venv and run the method there on CPU."""
+    from tools.paperstack import main
+
+    code = main((["-k", k] if k else []) + (["--venv", venv] if venv else []))
     if code:
         sys.exit(code)
 

@@ -202,7 +202,9 @@ class ComprehensionRun:
                 "dtype": self.dtype, "n_layers": self.n_layers, "d_model": self.d_model,
                 "best_layer": self.best_layer, "best_layer_pct": self.best_layer_pct,
                 "anisotropy": self.anisotropy, "rdm_std": self.rdm_std, "flag": self.flagged,
-                "fragile": self.fragile}
+                "fragile": self.fragile,
+                # How the run departs from the paper's method (e.g. HF hooks asked for on a TL row of Table A1).
+                "method_departures": list(self.meta.get("method_departures") or [])}
 
     @cached_property
     def _tensors(self) -> dict:

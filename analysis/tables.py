@@ -521,13 +521,17 @@ def table_a1(res: dict) -> Table:
     rows = []
     for r in res.get("table_a1") or []:
         p = paper.get(r["model"], {})
-        rows.append([r["model"], r["run"], r["backend"], r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
+        backend = r["backend"] + (" (NOT the paper's method)" if r.get("method_departures") else "")
+        rows.append([r["model"], r["run"], backend, r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
                      r["best_layer_pct"], r["anisotropy"], r["rdm_std"], flag_text(r["anisotropy"]),
                      r.get("fragile"), r.get("split_half"), r.get("too_noisy"), p.get("best_layer_pct"),
                      p.get("anisotropy"), p.get("rdm_std")])
     notes = ["flag: anisotropy at the best layer > 0.95 makes cosine-RDM comparisons with this model unreliable "
              "(Section 4.1.3).",
              "best % = 100 x best layer / number of layers; RDM std = SD of the 210 off-diagonal cosine-RDM entries."]
+    for r in res.get("table_a1") or []:
+        if r.get("method_departures"):
+            notes.append(f"{r['model']} ({r['run']}) is NOT the paper's method: {'; '.join(r['method_departures'])}.")
     if res["mode"] == "runs":
         notes.append("split-half (SB): Spearman-Brown corrected split-half reliability of the best-layer RDM over "
                      f"passages ({res['config']['n_splits']} random splits), the model's noise ceiling; 'too noisy' "

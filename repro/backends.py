@@ -163,20 +163,62 @@ def build_hooked_transformer(lm: LoadedModel):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def paper_backend(spec) -> str | None:
+    """The backend Table A1 extracted this model with ("tl"/"hf"); None for models outside the paper."""
+    return spec.paper_backend.lower() if getattr(spec, "paper_backend", None) else None
+
+
+def method_departures(spec, backend_ran: str) -> list[str]:
+    """How a run of ``spec`` on ``backend_ran`` departs from the paper's method (empty: it does not).
+    Written into every run's metadata (``paper_method``/``method_departures``) for the report and verify."""
+    want = paper_backend(spec)
+    if want and backend_ran != want:
+        return [f"backend {backend_ran} instead of Table A1's {want} (asked for explicitly with --backend)"]
+    return []
+
+
+def _build_tl(lm: LoadedModel, why: str):
+    try:
+        return TLBackend(lm), why
+    except Exception as exc:
+        raise BackendUnavailableError(
+            f"TransformerLens could not build {lm.spec.alias} ({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+
 def make_backend(lm: LoadedModel, backend: str = "auto"):
-    """Returns (backend, reason). ``auto``: TL where supported (the paper's preference), else HF."""
+    """Returns (backend, reason).
+
+    ``auto`` never changes the method silently:
+    * a paper model runs on its Table A1 backend; when that backend is TransformerLens and TL cannot run
+      here, it is a ``BackendUnavailableError`` naming the cause, never an HF run. Another backend must be
+      asked for explicitly (``--backend hf``/``tl``), and the run then records the departure
+      (``method_departures``);
+    * any other model (embedded, tiny, local, unregistered hub id) takes TL where TL supports it (the
+      paper's preference, Section 2.4), else HF; the reason is recorded.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    want = paper_backend(lm.spec)
     if backend == "hf":
-        return HFBackend(lm), "requested"
+        return HFBackend(lm), ("requested; " + method_departures(lm.spec, "hf")[0]) if want == "tl" else "requested"
+    if backend == "auto" and want == "hf":
+        return HFBackend(lm), "Table A1 backend (raw HF hooks)"
     ok, why = tl_supports(lm)
-    if backend == "tl":
+    if backend == "tl" or want == "tl":
         if not ok:
-            raise BackendUnavailableError(f"--backend tl impossible for {lm.spec.alias}: {why}")
-        return TLBackend(lm), why
+            if backend == "tl":
+                raise BackendUnavailableError(f"--backend tl impossible for {lm.spec.alias}: {why}")
+            raise BackendUnavailableError(
+                f"{lm.spec.alias}: Table A1 extracts it with TransformerLens, which cannot run here ({why}); "
+                "install the pinned stack (requirements/cpu.lock or cuda.lock) or pass --backend hf to run "
+                "HF hooks instead, recorded as a departure from the paper's method")
+        be, reason = _build_tl(lm, why)
+        if backend == "auto":
+            return be, f"Table A1 backend ({why})"
+        return be, reason if want != "hf" else f"requested; {method_departures(lm.spec, 'tl')[0]}"
     if ok:
         try:
             return TLBackend(lm), why
-        except Exception as exc:  # a TL conversion failure must not cost the run: fall back, record why
+        except Exception as exc:  # not a paper model: HF is the documented fallback, and the reason is kept
             return HFBackend(lm), f"TL build failed ({type(exc).__name__}: {str(exc)[:200]}); fell back to HF"
     return HFBackend(lm), f"fell back to HF: {why}"

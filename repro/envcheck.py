@@ -188,6 +188,14 @@ def check_dockerfiles(root: Path = ROOT) -> list[str]:
                        "VOLUME /data/hf", "HF_HOME=/data/hf"):
             if needle not in text:
                 errors.append(f"{name}: expected {needle!r}")
+        # Issue 20: the image must prove at build time that it can run the method (imports + TL vs HF).
+        joined = re.sub(r"\\\n", " ", text)  # one line per instruction (continuations joined)
+        smoke = re.search(r"^RUN .*python -m tools\.smoke", joined, re.M)
+        user = re.search(r"^USER ", joined, re.M)
+        if not smoke:
+            errors.append(f"{name}: expected a build-time smoke step `RUN ... python -m tools.smoke`")
+        elif user and smoke.start() < user.start():
+            errors.append(f"{name}: the smoke step must run after the project is installed (after USER)")
         if not re.search(r"^USER (?!0\b|root\b)\S+", text, re.M):
             errors.append(f"{name}: must switch to a non-root USER")
         if re.search(r"(?i)^\s*(ENV|ARG)\s+.*HF_TOKEN", text, re.M):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import artifacts, geometry, stimuli
-from .backends import make_backend
+from .backends import make_backend, method_departures, paper_backend
 from .loading import LoadedModel, load_model
 from .models import ModelSpec, resolve
 
@@ -183,7 +183,10 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         return {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
 
     if not force:
-        for name in (("tl", "hf") if backend == "auto" else (backend,)):
+        # `auto` on a paper model means its Table A1 backend only: a finished run on the other backend
+        # is a different method and must never be picked up in its place.
+        auto = (paper_backend(spec),) if paper_backend(spec) else ("tl", "hf")
+        for name in (auto if backend == "auto" else (backend,)):
             cand = artifacts.run_dir(spec.slug, run_kind(dtype, name))
             if artifacts.finished(cand, identity(name)):
                 if progress:
@@ -216,6 +219,10 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "model_provenance": lm.info.get("provenance"),
         "backend": be.name,
         "backend_reason": reason,
+        # False when this run departs from the paper's method (e.g. HF hooks for a TL row of Table A1,
+        # asked for explicitly): the report and verify show it.
+        "paper_method": not method_departures(spec, be.name),
+        "method_departures": method_departures(spec, be.name),
         "dtype": dtype,
         "precision": dtype,
         "device": lm.device,

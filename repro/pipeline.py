@@ -49,12 +49,19 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
     yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force)
 
     def equivalence():
-        from .backends import tl_supports
+        from .backends import BackendUnavailableError, tl_supports
         from .equivalence import run_equivalence
         from .loading import load_model
 
+        if spec.paper_backend == "HF":
+            # Table A1 extracts it with HF hooks because TL does not support it: nothing to compare.
+            return None, "Table A1 backend is HF (TransformerLens does not support this architecture)"
         ok, why = tl_supports(load_model(spec, opt.dtype))
         if not ok:
+            if spec.is_paper_model:
+                # A TL row of Table A1 whose equivalence cannot run is a broken environment, not a skip.
+                raise BackendUnavailableError(f"TransformerLens cannot run {spec.alias} ({why}): Section 4.2's "
+                                              "equivalence check is impossible here")
             return None, f"TransformerLens cannot run this model ({why}): HF backend only"
         return run_equivalence(spec, dtype=opt.dtype, force=opt.force), ""
 

@@ -218,7 +218,7 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
                  strengths=STRENGTHS, max_new_tokens: int = MAX_NEW_TOKENS, force: bool = False,
                  progress: bool = True, device: str | None = None) -> Path:
     """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory."""
-    from .backends import make_backend
+    from .backends import make_backend, method_departures
     from .generation import resolve_precision
     from .loading import default_device, load_model
 
@@ -292,7 +292,8 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     meta = {
         "schema": SCHEMA, "kind": "steering", "config": config, "config_hash": artifacts.config_hash(config),
         "model": spec.to_dict(), "precision": precision, "device": device, "backend": be.name,
-        "backend_reason": be_reason, "layers": target_layers, "best_layer": best,
+        "backend_reason": be_reason, "paper_method": not method_departures(spec, be.name),
+        "method_departures": method_departures(spec, be.name), "layers": target_layers, "best_layer": best,
         "norm": "mean L2 norm of the unsteered residual after each steered block over the prompt tokens, "
                 "first token excluded; one value per (scenario, layer)",
         "comprehension_run": str(comp_run), "regime": verdict["regime"],

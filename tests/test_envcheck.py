@@ -107,3 +107,15 @@ def test_flake_evaluates_offline():
 def test_pins_step_passes():
     step = envcheck.step_pins()
     assert step.status == "PASS", step.detail
+
+
+def test_dockerfiles_without_a_smoke_step_are_refused(tmp_path):
+    for name in ("Dockerfile.cuda", "Dockerfile.mps-free"):
+        text = (ROOT / name).read_text()
+        assert "python -m tools.smoke" in text
+        (tmp_path / name).write_text(text)
+    stripped = "\n".join(ln for ln in (ROOT / "Dockerfile.cuda").read_text().splitlines()
+                         if "tools.smoke" not in ln and "rm -rf /tmp/emogeo-smoke" not in ln)
+    (tmp_path / "Dockerfile.cuda").write_text(stripped)
+    assert envcheck.check_dockerfiles(tmp_path) == [
+        "Dockerfile.cuda: expected a build-time smoke step `RUN ... python -m tools.smoke`"]
