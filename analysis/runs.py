@@ -269,13 +269,16 @@ class Runs:
     skipped: list[str] = field(default_factory=list)  # unreadable run directories, with the reason
 
     def primary(self, config: AnalysisConfig | None = None) -> list[ComprehensionRun]:
-        """One comprehension run per model (preferring fp16, then bf16, fp32; TL before HF)."""
+        """One comprehension run per model, by explicit rules in this order: the shipped (default) stimuli
+        before any other set; the paper's method (no recorded departure) before a departing run; dtype
+        fp16, then bf16, fp32; TL before HF. Table A1 of the report names the run each model used."""
         cfg = config or AnalysisConfig()
 
         def rank(r: ComprehensionRun):
             d = cfg.dtype_preference.index(r.dtype) if r.dtype in cfg.dtype_preference else 99
             b = cfg.backend_preference.index(r.backend) if r.backend in cfg.backend_preference else 99
-            return (d, b, r.kind)
+            stim = (r.meta.get("stimuli") or {}).get("default", True)  # runs before the field: shipped set
+            return (not stim, bool(r.meta.get("method_departures")), d, b, r.kind)
 
         best: dict[str, ComprehensionRun] = {}
         for r in self.comprehension:

@@ -163,8 +163,19 @@ def summarize(passage_acts: torch.Tensor, labels: list[str], emotions: tuple[str
     return tensors, meta
 
 
-def run_kind(dtype: str, backend_name: str) -> str:
-    return f"comprehension-{dtype}-{backend_name}"
+def run_kind(dtype: str, backend_name: str, stimuli_suffix: str = "") -> str:
+    """Run folder name: everything that changes the numbers is in it. The default stimuli add nothing;
+    any other stimuli add ``-stim<first 8 hex of their digest>``, so runs on two stimuli sets never share
+    a folder (and never replace each other)."""
+    return f"comprehension-{dtype}-{backend_name}{stimuli_suffix}"
+
+
+def default_stimuli_digest() -> str:
+    return stimuli.stimuli_digest([stimuli.COMPREHENSION_CSV, stimuli.NEUTRAL_SENTENCES_CSV])
+
+
+def stimuli_suffix(digest: str) -> str:
+    return "" if digest == default_stimuli_digest() else f"-stim{digest[:8]}"
 
 
 def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", stimuli_path: str | None = None,
@@ -178,6 +189,10 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     neutral = stimuli.load_neutral_sentences()
     stim_files = [Path(stimuli_path)] if stimuli_path else [stimuli.COMPREHENSION_CSV]
     stim_digest = stimuli.stimuli_digest(stim_files + [stimuli.NEUTRAL_SENTENCES_CSV])
+    suffix = stimuli_suffix(stim_digest)
+    stim_record = {"default": not suffix, "comprehension": str(stim_files[0]) if stimuli_path else "emogeo (shipped)",
+                   "sha256": stim_digest}
+
     def identity(backend_ran: str) -> dict:
         # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run.
         return {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
@@ -187,7 +202,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         # is a different method and must never be picked up in its place.
         auto = (paper_backend(spec),) if paper_backend(spec) else ("tl", "hf")
         for name in (auto if backend == "auto" else (backend,)):
-            cand = artifacts.run_dir(spec.slug, run_kind(dtype, name))
+            cand = artifacts.run_dir(spec.slug, run_kind(dtype, name, suffix))
             if artifacts.finished(cand, identity(name)):
                 if progress:
                     print(f"[extract] {spec.alias}: finished run found, skipping: {cand}")
@@ -198,7 +213,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         lm = lm or load_model(spec, dtype, device)
     with timer("backend"):
         be, reason = make_backend(lm, backend)
-    final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name))
+    final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name, suffix))
     store = artifacts.PartialStore(final, identity(be.name))
     texts = [p.text for p in passages]
     bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
@@ -233,6 +248,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "n_neutral_sentences": len(neutral),
         **meta,
         "stimuli_sha256": stim_digest,
+        "stimuli": stim_record,  # which passages: the report and verify prefer the shipped (default) set
         "env": artifacts.environment(lm.device),
         "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
         "created_unix": int(time.time()),

@@ -481,7 +481,12 @@ def find_comprehension_run(slug: str) -> Path | None:
     if not runs:
         return None
     rank = {"fp16": 0, "fp32": 1, "bf16": 2}
-    return sorted(runs, key=lambda p: (rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name))[0]
+
+    def key(p: Path):
+        other_stimuli = "-stim" in p.name  # runs on a non-default stimuli set come last
+        return (other_stimuli, rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name)
+
+    return sorted(runs, key=key)[0]
 
 
 def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None = None) -> tuple[int, str]:

@@ -1,6 +1,7 @@
 """Tests for the shipped stimulus set and the loaders in repro.stimuli."""
 
 import csv
+import json
 import re
 import string
 from collections import Counter
@@ -162,14 +163,63 @@ def test_empty_text_reports_row(tmp_path):
     assert "comprehension.csv row 14" in msg and "empty text" in msg and rows[13][1] in msg
 
 
-def test_duplicate_passage_id_names_both_rows(tmp_path):
+def test_duplicate_passage_id_within_an_emotion_names_both_rows(tmp_path):
     rows = _valid_rows()
-    rows[6][1] = rows[3][1]  # row 7 reuses the id from row 4
+    rows.insert(7, [rows[3][0], rows[3][1], "Another passage for the same emotion, same id."])  # row 8
     path = _write_csv(tmp_path / "dup.csv", rows)
     with pytest.raises(StimulusError) as exc:
         load_comprehension(path)
     msg = str(exc.value)
-    assert "dup.csv row 7" in msg and "duplicate passage_id" in msg and "rows 4 and 7" in msg
+    assert "dup.csv row 8" in msg and f"duplicate passage_id {rows[3][1]!r} for emotion {rows[3][0]!r}" in msg
+    assert "rows 4 and 8" in msg
+
+
+def test_ids_restarting_per_emotion_load_in_our_format(tmp_path):
+    rows = [["emotion", "passage_id", "text"]]
+    rows += [[e, str(i), f"A {e} passage, number {i}."] for e in EMOTIONS for i in (1, 2)]
+    passages = load_comprehension(_write_csv(tmp_path / "ours.csv", rows))
+    assert len(passages) == 42 and [p.passage_id for p in passages[:4]] == ["1", "2", "1", "2"]
+
+
+def _authors_layout(path):
+    """The layout of the original study's emotion_comprehension_texts.csv (text written here): '#' comments,
+    blank lines between emotions, no header, ids restarting at 1, quoted texts with commas and quotes."""
+    lines = ["# Emotion Comprehension Texts", "# 20 emotions x 2 passages each", "#",
+             "# Format: emotion, passage_id, text", ""]
+    for e in EMOTIONS:
+        if e == "neutral":
+            lines.append("# NEUTRAL (baseline)")
+        lines += [f'{e},1,"The first {e} scene, told plainly. She said \'{e}\' once."',
+                  f'{e},2,"Then a second {e} scene, with a comma, and \u2014 a dash."', ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_original_csv_layout_loads_as_it_is(tmp_path):
+    path = _authors_layout(tmp_path / "emotion_comprehension_texts.csv")
+    passages = load_comprehension(path)
+    assert len(passages) == 42
+    assert (passages[0].emotion, passages[0].passage_id) == ("afraid", "1")
+    assert passages[0].text == "The first afraid scene, told plainly. She said 'afraid' once."
+    assert [p.passage_id for p in passages if p.emotion == "neutral"] == ["1", "2"]
+
+
+def test_the_original_layout_with_a_short_row_names_its_line(tmp_path):
+    path = _authors_layout(tmp_path / "broken.csv")
+    lines = path.read_text().splitlines()
+    lines[9] = "sad,3"  # a row that lost its text
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(StimulusError, match=r"broken\.csv row 10: expected 3 columns \(emotion,passage_id,text\), "
+                                            r"found 2; quote texts that contain commas"):
+        load_comprehension(path)
+
+
+def test_a_file_that_is_neither_layout_says_what_it_needs(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text("# comment\nfoo,bar\n1,2\n")
+    with pytest.raises(StimulusError, match=r"odd\.csv row 2: first row \['foo', 'bar'\] is not a header naming "
+                                            r"emotion,passage_id,text, or headerless rows of exactly 3 columns"):
+        load_comprehension(path)
 
 
 def test_duplicate_text_names_both_rows(tmp_path):
@@ -274,3 +324,25 @@ def test_neutral_template_validation(tmp_path):
 def test_slot_fields_parse_cleanly():
     fields = [f for _, f, _, _ in string.Formatter().parse(load_neutral_template()) if f is not None]
     assert fields == ["topic"]
+
+
+def test_two_stimuli_sets_leave_two_runs_and_the_report_names_the_default(tiny_lm, tmp_path):
+    from analysis.runs import collect
+    from repro import artifacts
+    from repro.extraction import extract
+
+    lm = tiny_lm("llama")
+    ours = extract(lm.spec, lm=lm, progress=False)
+    theirs = extract(lm.spec, stimuli_path=str(_authors_layout(tmp_path / "emotion_comprehension_texts.csv")),
+                     lm=lm, progress=False)
+    assert ours != theirs and ours.parent == theirs.parent
+    assert ours.name == "comprehension-fp32-tl" and theirs.name.startswith("comprehension-fp32-tl-stim")
+    meta = json.loads((theirs / "metadata.json").read_text())
+    assert meta["stimuli"]["default"] is False and meta["stimuli"]["comprehension"].endswith(
+        "emotion_comprehension_texts.csv") and len(meta["passages"]["ids"]) == 42
+    assert json.loads((ours / "metadata.json").read_text())["stimuli"]["default"] is True
+    # Both stay; rerunning either finds its own run; the analysis picks the shipped set and names it.
+    assert extract(lm.spec, lm=lm, progress=False) == ours
+    runs = collect(artifacts.runs_dir().parent)
+    assert sorted(r.kind for r in runs.comprehension) == sorted([ours.name, theirs.name])
+    assert [r.table_row()["run"] for r in runs.primary()] == [f"{lm.spec.slug}/{ours.name}"]

@@ -54,33 +54,60 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def _read_rows(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    """Read a CSV into (row_number, {column: stripped value}) pairs; row 1 is the header."""
+def _data_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) for every line that is not a '#' comment; blank lines are kept for csv (which
+    skips them) so that quoted fields spanning lines stay whole."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return [(n, ln) for n, ln in enumerate(f, start=1) if not ln.lstrip().startswith("#")]
+
+
+def _read_rows(path: Path, required: Sequence[str],
+               positional: bool = False) -> list[tuple[int, dict[str, str]]]:
+    """Read a CSV into (line number, {column: stripped value}) pairs.
+
+    '#' comment lines and blank lines are skipped anywhere. The first data row is the header when it
+    names every ``required`` column; otherwise, with ``positional``, the file has no header and its rows
+    are read by position as ``required`` (the original study's emotion_comprehension_texts.csv).
+    Row numbers in errors are the file's line numbers."""
     if not path.is_file():
         raise _err(path, None, "file not found; check the path or restore the file")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise _err(path, 1, f"file is empty; expected a header with columns {','.join(required)}") from None
-        except csv.Error as exc:
-            raise _err(path, 1, f"unreadable CSV header ({exc})") from None
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise _err(path, 1, f"header {header} lacks column(s) {missing}; "
-                                f"the header must contain {','.join(required)}")
-        rows = []
-        row = 1
-        try:
-            for row, values in enumerate(reader, start=2):
-                if not any(v.strip() for v in values):
-                    continue  # blank line
-                rec = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
-                rows.append((row, rec))
-        except csv.Error as exc:
-            raise _err(path, row + 1, f"malformed CSV ({exc}); check quoting") from None
-    return rows
+    lines = _data_lines(path)
+    reader = csv.reader(ln for _, ln in lines)
+
+    def lineno() -> int:  # the file line where the reader's current record started or ended
+        return lines[min(reader.line_num, len(lines)) - 1][0] if lines else 1
+
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for values in reader:
+            if any(v.strip() for v in values):
+                rows.append((lineno(), [v.strip() for v in values]))
+    except csv.Error as exc:
+        raise _err(path, lineno(), f"malformed CSV ({exc}); check quoting") from None
+    if not rows:
+        raise _err(path, None, f"file has no data rows; expected columns {','.join(required)}")
+    first_row, first = rows[0]
+    headerless = False
+    if all(c in first for c in required):
+        header, data = first, rows[1:]
+    elif positional and len(first) == len(required) and first[0].lower() in EMOTIONS:
+        header, data, headerless = list(required), rows, True
+    else:
+        hint = (f"a header naming {','.join(required)}, or headerless rows of exactly {len(required)} "
+                f"columns ({','.join(required)}) starting with an emotion" if positional
+                else f"a header naming {','.join(required)}")
+        raise _err(path, first_row, f"first row {first} is not {hint}")
+    out = []
+    for row, values in data:
+        if not headerless:
+            rec = {h: (values[i] if i < len(values) else "") for i, h in enumerate(header)}
+        else:
+            if len(values) != len(required):
+                raise _err(path, row, f"expected {len(required)} columns ({','.join(required)}), found "
+                                      f"{len(values)}; quote texts that contain commas")
+            rec = dict(zip(required, values))
+        out.append((row, rec))
+    return out
 
 
 def _load_texts(path: Path, id_col: str, what: str) -> list[tuple[int, str]]:
@@ -122,16 +149,18 @@ def load_comprehension(path: str | Path | None = None, emotions: Sequence[str] =
                        min_per_emotion: int = 1) -> list[Passage]:
     """Load emotion-comprehension passages, sorted by emotion order then file order.
 
-    Accepts any CSV with (at least) the columns emotion,passage_id,text, e.g. the
-    original study's ``emotion_comprehension_texts.csv``.
+    Accepts a CSV with a header naming (at least) emotion,passage_id,text, or the original study's
+    ``emotion_comprehension_texts.csv`` as it is downloaded: '#' comment lines, blank lines, no header,
+    rows of emotion,passage_id,text read by position. Passage ids need only be unique within an emotion
+    (the original's restart at 1 for each): a passage's key is (emotion, passage_id).
     """
     path = Path(path) if path is not None else COMPREHENSION_CSV
     emotions = tuple(emotions)
     rank = {e: i for i, e in enumerate(emotions)}
-    seen_id: dict[str, int] = {}
+    seen_id: dict[tuple[str, str], int] = {}
     seen_text: dict[str, int] = {}
     passages: list[Passage] = []
-    for row, rec in _read_rows(path, ("emotion", "passage_id", "text")):
+    for row, rec in _read_rows(path, ("emotion", "passage_id", "text"), positional=True):
         emotion, pid, text = rec["emotion"].lower(), rec["passage_id"], rec["text"]
         if emotion not in rank:
             raise _err(path, row, f"unknown emotion {rec['emotion']!r}; expected one of {', '.join(emotions)}")
@@ -140,13 +169,14 @@ def load_comprehension(path: str | Path | None = None, emotions: Sequence[str] =
         if not text:
             raise _err(path, row, f"empty text for emotion {emotion!r} (passage_id {pid}); "
                                   "fill it in or delete the row")
-        if pid in seen_id:
-            raise _err(path, row, f"duplicate passage_id {pid!r} (rows {seen_id[pid]} and {row}); ids must be unique")
+        if (emotion, pid) in seen_id:
+            raise _err(path, row, f"duplicate passage_id {pid!r} for emotion {emotion!r} (rows "
+                                  f"{seen_id[(emotion, pid)]} and {row}); ids must be unique within an emotion")
         key = _norm(text)
         if key in seen_text:
             raise _err(path, row, f"duplicate text for passage_id {pid!r} (rows {seen_text[key]} and {row}); "
                                   "remove or rewrite one")
-        seen_id[pid] = row
+        seen_id[(emotion, pid)] = row
         seen_text[key] = row
         passages.append(Passage(emotion, pid, text))
     counts = {e: 0 for e in emotions}
