@@ -239,6 +239,20 @@ def checksums(c):
         print(f"{name}: {path.relative_to(REPO) if path else 'no runs under artifacts/runs (no manifest)'}")
 
 
+@task(positional=["action"], help={"action": "list: every run with its model, kind, stimuli, dtype, backend, "
+                                            "date and status", "json": "print JSON instead of a table"})
+def runs(c, action, json=False):
+    """What is under artifacts/runs (`invoke runs list`)."""
+    import json as _json
+
+    from analysis.runindex import format_rows, list_runs
+
+    if action != "list":
+        _fail(f"invoke runs {action!r}: the only action is `list`")
+    rows = list_runs()
+    print(_json.dumps(rows, indent=2) if json else format_rows(rows))
+
+
 # ---- environments (env-check) ---------------------------------------------------------------------
 # @@ENV-TASKS@@
 @task(help={"skip_docker": "do not build and run Dockerfile.mps-free (needs root, docker.io, debootstrap)",
