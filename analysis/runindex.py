@@ -6,7 +6,6 @@ backend, when, and whether it finished (metadata.json, the last file a run gets)
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -47,9 +46,9 @@ def list_runs(root: Path | None = None) -> list[dict]:
     rows = []
     for path in artifacts.list_runs(runs):
         try:
-            meta = json.loads((path / "metadata.json").read_text())
-        except (OSError, ValueError) as exc:
-            rows.append({**_row(path, None), "status": f"unreadable metadata.json ({type(exc).__name__})"})
+            meta = artifacts.load_metadata(path)
+        except artifacts.ArtifactError:
+            rows.append({**_row(path, None), "status": "unreadable metadata.json (delete the run and rerun)"})
             continue
         rows.append(_row(path, meta))
     for partial in sorted(runs.glob("*/*.partial")):

@@ -177,14 +177,6 @@ def method_departures(spec, backend_ran: str) -> list[str]:
     return []
 
 
-def _build_tl(lm: LoadedModel, why: str):
-    try:
-        return TLBackend(lm), why
-    except Exception as exc:
-        raise BackendUnavailableError(
-            f"TransformerLens could not build {lm.spec.alias} ({type(exc).__name__}: {str(exc)[:300]})") from exc
-
-
 def make_backend(lm: LoadedModel, backend: str = "auto"):
     """Returns (backend, reason).
 
@@ -199,10 +191,11 @@ def make_backend(lm: LoadedModel, backend: str = "auto"):
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     want = paper_backend(lm.spec)
-    if backend == "hf":
-        return HFBackend(lm), ("requested; " + method_departures(lm.spec, "hf")[0]) if want == "tl" else "requested"
-    if backend == "auto" and want == "hf":
-        return HFBackend(lm), "Table A1 backend (raw HF hooks)"
+    departure = method_departures(lm.spec, backend)[:1] if backend != "auto" else []
+    if backend == "hf" or (backend == "auto" and want == "hf"):
+        if backend == "auto":
+            return HFBackend(lm), "Table A1 backend (raw HF hooks)"
+        return HFBackend(lm), f"requested; {departure[0]}" if departure else "requested"
     ok, why = tl_supports(lm)
     if backend == "tl" or want == "tl":
         if not ok:
@@ -212,10 +205,14 @@ def make_backend(lm: LoadedModel, backend: str = "auto"):
                 f"{lm.spec.alias}: Table A1 extracts it with TransformerLens, which cannot run here ({why}); "
                 "install the pinned stack (requirements/cpu.lock or cuda.lock) or pass --backend hf to run "
                 "HF hooks instead, recorded as a departure from the paper's method")
-        be, reason = _build_tl(lm, why)
+        try:
+            be = TLBackend(lm)
+        except Exception as exc:  # asked for, or the paper's backend: never swapped for HF
+            raise BackendUnavailableError(
+                f"TransformerLens could not build {lm.spec.alias} ({type(exc).__name__}: {str(exc)[:300]})") from exc
         if backend == "auto":
             return be, f"Table A1 backend ({why})"
-        return be, reason if want != "hf" else f"requested; {method_departures(lm.spec, 'tl')[0]}"
+        return be, f"requested; {departure[0]}" if departure else why
     if ok:
         try:
             return TLBackend(lm), why

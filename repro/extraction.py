@@ -200,7 +200,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     if not force:
         # `auto` on a paper model means its Table A1 backend only: a finished run on the other backend
         # is a different method and must never be picked up in its place.
-        auto = (paper_backend(spec),) if paper_backend(spec) else ("tl", "hf")
+        auto = (paper_backend(spec),) if spec.is_paper_model else ("tl", "hf")
         for name in (auto if backend == "auto" else (backend,)):
             cand = artifacts.run_dir(spec.slug, run_kind(dtype, name, suffix))
             if artifacts.finished(cand, identity(name)):
@@ -213,6 +213,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         lm = lm or load_model(spec, dtype, device)
     with timer("backend"):
         be, reason = make_backend(lm, backend)
+    departures = method_departures(spec, be.name)
     final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name, suffix))
     store = artifacts.PartialStore(final, identity(be.name))
     texts = [p.text for p in passages]
@@ -236,8 +237,8 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "backend_reason": reason,
         # False when this run departs from the paper's method (e.g. HF hooks for a TL row of Table A1,
         # asked for explicitly): the report and verify show it.
-        "paper_method": not method_departures(spec, be.name),
-        "method_departures": method_departures(spec, be.name),
+        "paper_method": not departures,
+        "method_departures": departures,
         "dtype": dtype,
         "precision": dtype,
         "device": lm.device,

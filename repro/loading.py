@@ -119,9 +119,10 @@ def _assemble_optional_qwen() -> Path:
 # paper's GPU stack; see repro.gguf_tokenizer). transformers 5.x (the CPU lock, 5.23.0) reads them right.
 # Per model, the repair applied on a 4.x converter; a model without one is refused there.
 GGUF_TOKENIZER_GOOD_FROM = 5  # transformers major version whose GGUF tokenizers were checked
+# alias -> (repair in repro.gguf_tokenizer, what it does)
 GGUF_TOKENIZER_REPAIRS_4X = {
-    "smollm2-135m-instruct": "special tokens (bos/eos/pad, add_bos) restored from the GGUF metadata",
-    "gemma-3-270m": "BPE rebuilt from the GGUF vocabulary with merges in file order",
+    "smollm2-135m-instruct": ("special_tokens", "special tokens (bos/eos/pad, add_bos) restored from the GGUF metadata"),
+    "gemma-3-270m": ("rebuild_bpe", "BPE rebuilt from the GGUF vocabulary with merges in file order"),
 }
 
 
@@ -138,7 +139,7 @@ def check_gguf_tokenizer(spec: ModelSpec, versions: dict | None = None) -> str |
     if int(tf.split(".")[0]) >= GGUF_TOKENIZER_GOOD_FROM:
         return None
     if spec.alias in GGUF_TOKENIZER_REPAIRS_4X:
-        return GGUF_TOKENIZER_REPAIRS_4X[spec.alias]
+        return GGUF_TOKENIZER_REPAIRS_4X[spec.alias][1]
     raise ModelUnavailableError(
         f"embedded model {spec.alias!r} cannot run on transformers {tf}: its GGUF tokenizer converter "
         f"mis-tokenises this model; use the CPU stack (requirements/cpu.lock, transformers 5.x) for it")
@@ -150,12 +151,13 @@ def _gguf_tokenizer(spec: ModelSpec, gguf: Path, repair: str | None):
 
     from . import gguf_tokenizer
 
-    if repair and spec.alias == "gemma-3-270m":
-        fields = gguf_tokenizer.read_tokenizer_fields(gguf)
+    how = GGUF_TOKENIZER_REPAIRS_4X[spec.alias][0] if repair else None
+    fields = gguf_tokenizer.read_tokenizer_fields(gguf) if how else None
+    if how == "rebuild_bpe":
         return gguf_tokenizer.gemma_sentencepiece_bpe(fields), {"merges": "file order", "source": "GGUF vocabulary"}
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    if repair:
-        return tok, gguf_tokenizer.repair_special_tokens(tok, gguf_tokenizer.read_tokenizer_fields(gguf))
+    if how == "special_tokens":
+        return tok, gguf_tokenizer.repair_special_tokens(tok, fields)
     return tok, None
 
 

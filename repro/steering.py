@@ -246,6 +246,7 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     with timer("load"):
         lm = load_model(spec, precision, device)
         be, be_reason = make_backend(lm, backend)
+        departures = method_departures(spec, be.name)
     emotions = list(comp_meta["emotions"])
     L = vectors.shape[0]
     if L != lm.n_layers:
@@ -292,8 +293,8 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     meta = {
         "schema": SCHEMA, "kind": "steering", "config": config, "config_hash": artifacts.config_hash(config),
         "model": spec.to_dict(), "precision": precision, "device": device, "backend": be.name,
-        "backend_reason": be_reason, "paper_method": not method_departures(spec, be.name),
-        "method_departures": method_departures(spec, be.name), "layers": target_layers, "best_layer": best,
+        "backend_reason": be_reason, "paper_method": not departures,
+        "method_departures": departures, "layers": target_layers, "best_layer": best,
         "norm": "mean L2 norm of the unsteered residual after each steered block over the prompt tokens, "
                 "first token excluded; one value per (scenario, layer)",
         "comprehension_run": str(comp_run), "regime": verdict["regime"],

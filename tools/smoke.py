@@ -21,16 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-# The line Dockerfile.cuda / Dockerfile.mps-free run as their first smoke step (env-check compares them).
-IMPORTS = "import torch, transformers, transformer_lens, bitsandbytes, repro, analysis"
-
-
 def check_imports() -> dict:
+    """Import what the method needs; return the versions that matter."""
     import importlib.metadata as md
 
-    exec(IMPORTS, {})  # noqa: S102 - the fixed line above, nothing user-supplied
+    import analysis  # noqa: F401
+    import bitsandbytes  # noqa: F401
     import torch
+    import transformer_lens  # noqa: F401
     import transformers
+
+    import repro  # noqa: F401
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "transformer_lens": md.version("transformer_lens"), "bitsandbytes": md.version("bitsandbytes"),
