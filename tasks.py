@@ -35,14 +35,41 @@ def _user_errors():
 # @@EXTRACTION-TASKS@@
 @task(help={"model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
             "backend": "auto|tl|hf (auto: a paper model's Table A1 backend, or an error; other models TL where supported, else HF; tl/hf on a paper model record a departure from its method)",
-            "dtype": "fp16|bf16|fp32", "stimuli": "comprehension CSV (emotion,passage_id,text)",
+            "dtype": "fp16|bf16|fp32",
+            "stimuli": "a comprehension CSV (ours with a header, or the authors' file as downloaded)",
+            "stimuli_set": "a named stimulus set: emogeo (ours, shipped, the default) or authors "
+                           "(after `invoke stimuli --import-authors DIR`)",
             "force": "recompute even if a finished run exists"})
-def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, force=False):
+def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, stimuli_set=None,
+            force=False):
     """Comprehension extraction: every layer, centred vectors, layer sweep, descriptors."""
     from repro.extraction import extract as run
 
     with _user_errors():
-        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, force=force)
+        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, stimuli_set=stimuli_set, force=force)
+
+
+@task(help={"import_authors": "a local clone of JihoonJeong/Neural-MRI: read its stimuli (parsing, never running "
+                              "its code), check them against the recorded digests, write the set `authors`",
+            "name": "name of the imported set (default authors)"})
+def stimuli(c, import_authors=None, name="authors"):
+    """Stimulus sets: list them, or import the authors' (`--import-authors DIR`)."""
+    from repro.stimuli.sets import shipped, sets_dir
+
+    with _user_errors():
+        if import_authors:
+            from repro.stimuli.authors import import_authors as run
+
+            sset = run(import_authors, name=name)
+            lists = sset.manifest()["lists"]
+            print(f"imported set {sset.name!r} -> {sset.root}")
+            for key, rec in lists.items():
+                print(f"  {key:22s} {rec['count']:3d} from {rec['file']} ({rec['locator']}), digest ok")
+            print(f"use it with --stimuli-set {sset.name}")
+            return
+    print(f"{shipped().name:10s} {shipped().root}  (shipped, ours; the default)")
+    for d in sorted(p for p in sets_dir().glob("*") if (p / "manifest.json").is_file()):
+        print(f"{d.name:10s} {d}")
 
 
 @task(help={"model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",

@@ -17,7 +17,10 @@ COLUMNS = ("model", "run", "kind", "stimuli", "dtype", "backend", "date", "statu
 def _stimuli(meta: dict) -> str:
     stim = meta.get("stimuli")
     if isinstance(stim, dict):
-        return "emogeo (shipped)" if stim.get("default") else f"{stim.get('comprehension')} ({stim.get('sha256', '')[:8]})"
+        if stim.get("default"):
+            return "emogeo (shipped)"
+        what = f"set {stim['set']}" if stim.get("set") else stim.get("comprehension")
+        return f"{what} ({stim.get('sha256', '')[:8]})"
     return "emogeo (shipped)"  # runs written before stimuli were recorded used the shipped set
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import artifacts, geometry, stimuli
+from .stimuli.sets import resolve_set
 from .backends import make_backend, method_departures, paper_backend
 from .loading import LoadedModel, load_model
 from .models import ModelSpec, resolve
@@ -180,18 +181,25 @@ def stimuli_suffix(digest: str) -> str:
 
 def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", stimuli_path: str | None = None,
             force: bool = False, progress: bool = True, lm: LoadedModel | None = None, device: str | None = None,
-            batch_size: int = 16, padding_side: str = "right") -> Path:
-    """Run (or find) the comprehension extraction of ``model``; returns the run directory."""
+            batch_size: int = 16, padding_side: str = "right", stimuli_set: str | None = None) -> Path:
+    """Run (or find) the comprehension extraction of ``model``; returns the run directory.
+
+    Stimuli: the named set's passages and neutral sentences (default: our shipped set), or, with
+    ``stimuli_path``, that comprehension CSV with the shipped neutral sentences."""
     spec = model if isinstance(model, ModelSpec) else resolve(model)
+    sset = resolve_set(stimuli_set)
+    if stimuli_path and not sset.default:
+        raise stimuli.StimulusError("pass either --stimuli FILE or --stimuli-set NAME, not both")
     cfg = ExtractionConfig(model=spec.hub_id, dtype=dtype, backend=backend, stimuli=stimuli_path,
                            batch_size=batch_size, padding_side=padding_side)
-    passages = stimuli.load_comprehension(stimuli_path)
-    neutral = stimuli.load_neutral_sentences()
-    stim_files = [Path(stimuli_path)] if stimuli_path else [stimuli.COMPREHENSION_CSV]
-    stim_digest = stimuli.stimuli_digest(stim_files + [stimuli.NEUTRAL_SENTENCES_CSV])
+    comp_file = Path(stimuli_path) if stimuli_path else sset.comprehension
+    passages = stimuli.load_comprehension(comp_file)
+    neutral = stimuli.load_neutral_sentences(sset.neutral_sentences)
+    stim_digest = stimuli.stimuli_digest([comp_file, sset.neutral_sentences])
     suffix = stimuli_suffix(stim_digest)
-    stim_record = {"default": not suffix, "comprehension": str(stim_files[0]) if stimuli_path else "emogeo (shipped)",
-                   "sha256": stim_digest}
+    stim_record = {"default": not suffix, "set": None if stimuli_path else sset.name,
+                   "comprehension": str(comp_file) if stimuli_path else sset.describe(),
+                   "neutral_sentences": sset.describe(), "sha256": stim_digest}
 
     def identity(backend_ran: str) -> dict:
         # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run.
