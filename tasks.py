@@ -37,7 +37,7 @@ def _user_errors():
             "backend": "auto|tl|hf (auto: a paper model's Table A1 backend, or an error; other models TL where supported, else HF; tl/hf on a paper model record a departure from its method)",
             "dtype": "fp16|bf16|fp32",
             "stimuli": "a comprehension CSV (ours with a header, or the authors' file as downloaded)",
-            "stimuli_set": "a named stimulus set: emogeo (ours, shipped, the default) or authors "
+            "stimuli_set": "stimulus set: emogeo (ours, shipped, the default) or authors "
                            "(after `invoke stimuli --import-authors DIR`)",
             "force": "recompute even if a finished run exists"})
 def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, stimuli_set=None,
@@ -106,6 +106,9 @@ def _gen_int(value, name):
         _fail(f"--{name} must be an integer, got {value!r}")
 
 
+_STIMULI_SET_HELP = "stimulus set: emogeo (ours, shipped, the default) or authors (`invoke stimuli --import-authors`)"
+
+
 def _gen_guard(fn):
     """Run a generation/ablation/steering call; turn expected failures into one clear line."""
     from repro.backends import BackendUnavailableError
@@ -125,14 +128,15 @@ def _gen_guard(fn):
             "max_new_tokens": "reduced token budget (default: the preset's 256 / 100); recorded",
             "generations_per_template": "repeats per template (default 10; greedy repeats are identical)",
             "device": "cpu|cuda (default: cuda when available)",
+            "stimuli_set": _STIMULI_SET_HELP,
             "force": "recompute even if a finished run with the same config exists"})
 def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precision="auto", max_new_tokens=None,
-             generations_per_template=None, device=None, force=False):
-    """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>/."""
+             generations_per_template=None, device=None, stimuli_set=None, force=False):
+    """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>[-...]/."""
     from repro.generation import run_generation
 
     out = _gen_guard(lambda: run_generation(model, preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
-                                            force=force, device=device,
+                                            force=force, device=device, stimuli_set=stimuli_set,
                                             generations_per_template=_gen_int(generations_per_template,
                                                                               "generations-per-template")))
     print(out)
@@ -142,16 +146,17 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
             "max_new_tokens": "reduced protocol budget (loose budget scaled by 100/256); recorded",
             "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, bf16, int8, nf4",
-            "device": "cpu|cuda", "force": "recompute even if ablation.json matches the config"})
+            "device": "cpu|cuda", "stimuli_set": _STIMULI_SET_HELP,
+            "force": "recompute even if ablation.json matches the config"})
 def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
-           device=None, force=False):
+           device=None, stimuli_set=None, force=False):
     """Flip each of the eight protocol_matched sub-parameters toward loose -> artifacts/runs/<slug>/ablation.json."""
     from repro.ablation import run_ablation
 
     out = _gen_guard(lambda: run_ablation(model, _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
                                           generations_per_template=_gen_int(generations_per_template,
                                                                             "generations-per-template"),
-                                          force=force, device=device))
+                                          force=force, device=device, stimuli_set=stimuli_set))
     print(out)
 
 
@@ -160,15 +165,16 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
             "backend": "auto|tl|hf",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, ...",
             "max_new_tokens": "greedy continuation length (default 40)", "device": "cpu|cuda",
+            "stimuli_set": _STIMULI_SET_HELP + "; its scenarios and its comprehension run",
             "force": "recompute even if the steering run matches the config"})
 def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
-          device=None, force=False):
+          device=None, stimuli_set=None, force=False):
     """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering/steering.json."""
     from repro.steering import MAX_NEW_TOKENS, run_steering
 
     n = _gen_int(max_new_tokens, "max-new-tokens") or MAX_NEW_TOKENS
     out = _gen_guard(lambda: run_steering(model, layers=layers, backend=backend, precision=precision,
-                                          max_new_tokens=n, force=force, device=device))
+                                          max_new_tokens=n, force=force, device=device, stimuli_set=stimuli_set))
     print(out)
 
 
@@ -267,15 +273,24 @@ def checksums(c):
 
 
 @task(positional=["action"], help={"action": "list: every run with its model, kind, stimuli, dtype, backend, "
-                                            "date and status", "json": "print JSON instead of a table"})
+                                            "date and status; migrate: move folders of the old layout to "
+                                            "the names their runs call for", "json": "print JSON instead of a table"})
 def runs(c, action, json=False):
-    """What is under artifacts/runs (`invoke runs list`)."""
+    """What is under artifacts/runs (`invoke runs list`, `invoke runs migrate`)."""
     import json as _json
 
     from analysis.runindex import format_rows, list_runs
 
+    if action == "migrate":
+        from repro.layout import migrate
+
+        moved = migrate()
+        for old, new, what in moved:
+            print(f"{old.parent.name}/{old.name} -> {new.name}: {what}")
+        print(f"{sum(w == 'moved' for _, _, w in moved)} run(s) moved" if moved else "nothing to migrate")
+        return
     if action != "list":
-        _fail(f"invoke runs {action!r}: the only action is `list`")
+        _fail(f"invoke runs {action!r}: choose list or migrate")
     rows = list_runs()
     print(_json.dumps(rows, indent=2) if json else format_rows(rows))
 
@@ -318,8 +333,8 @@ def paper_stack_check(c, k=None, venv=None):
                       "or a comma-separated list of aliases/hub ids/dirs",
             "dtype": "comprehension dtype: fp32 (CPU default) or fp16 (the paper's, on GPU)",
             "max_new_tokens": "generation token budget (default: the preset's 256)",
-            "force": "recompute finished stages"})
-def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, force=False):
+            "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages"})
+def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False):
     """Run every stage of the study on the chosen models, then write the report."""
     from repro.loading import default_device
     from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
@@ -333,7 +348,8 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, force=False
     budget = {} if gpu else EMBEDDED_BUDGET
     opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
                            max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
-                           generations_per_template=budget.get("generations_per_template"), force=force)
+                           generations_per_template=budget.get("generations_per_template"), force=force,
+                           stimuli_set=stimuli_set)
     with _user_errors():
         results = run(models, opt)
     print_summary(results)

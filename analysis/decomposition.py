@@ -85,8 +85,12 @@ def _pick_generation(gens: list[GenerationRun], preset: str, quantised: bool,
     cands = [g for g in gens if g.preset == preset and (g.precision.lower() in QUANTISED) == quantised]
     if not cands:
         return None
+    # Explicit rules, in order: our shipped stimuli (as the comprehension run A); the preferred precision;
+    # the preset's own config before a reduced budget; then the folder name. The chosen run is named in
+    # the decomposition's "conditions".
     order = ([prefer] if prefer else []) + list(UNQUANTISED_PREFERENCE) + list(QUANTISED)
-    return sorted(cands, key=lambda g: (order.index(g.precision) if g.precision in order else 99, g.kind))[0]
+    return sorted(cands, key=lambda g: (not g.default_stimuli, order.index(g.precision) if g.precision in order
+                                        else 99, not g.at_preset, g.kind))[0]
 
 
 def select_conditions(runs: Runs, slug: str, config: AnalysisConfig | None = None) -> dict:

@@ -36,7 +36,12 @@ def _row(path: Path, meta: dict | None) -> dict:
     created = meta.get("created_unix")
     if created is None:
         created = (path / "metadata.json").stat().st_mtime
+    from repro.layout import expected_name
+
     status = "finished" if not meta.get("method_departures") else "finished, NOT the paper's method"
+    want = expected_name(meta)
+    if want is not None and want != path.name:
+        status = f"old layout (now named {want}): invoke runs migrate"
     return {"model": model, "run": f"{slug}/{path.name}", "kind": meta.get("kind") or path.name.split("-", 1)[0],
             "stimuli": _stimuli(meta), "dtype": meta.get("dtype") or meta.get("precision") or "?",
             "backend": meta.get("backend") or "?",

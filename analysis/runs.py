@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from repro import artifacts
+from repro.layout import layout_problem
 
 from .descriptors import as_array, rdm_std
 from .isotropy import DEFAULT_D, is_flagged
@@ -232,7 +233,22 @@ class GenerationRun:
         return self.path.parent.name
 
     @property
+    def default_stimuli(self) -> bool:
+        """On our shipped set (runs written before sets were recorded were)."""
+        return bool((self.meta.get("stimuli") or {}).get("default", True))
+
+    @property
+    def at_preset(self) -> bool:
+        """Run with its preset's own config (not a reduced budget or another departure)."""
+        from repro.generation import PRESETS
+
+        base = PRESETS.get(self.preset)
+        return base is not None and self.meta.get("generation_config") == base.to_dict()
+
+    @property
     def preset(self) -> str:
+        if self.meta.get("preset"):
+            return str(self.meta["preset"])
         cfg = self.meta.get("config") or {}
         if cfg.get("preset"):
             return str(cfg["preset"])
@@ -322,6 +338,10 @@ def collect(root=None) -> Runs:
             meta = artifacts.load_metadata(path)
         except artifacts.ArtifactError as exc:
             out.skipped.append(f"{path}: {exc}")
+            continue
+        problem = layout_problem(path, meta)
+        if problem:  # a folder of the old layout could pass for another config's run: refused
+            out.skipped.append(f"{path}: {problem}")
             continue
         kind = meta.get("kind") or path.name.split("-", 1)[0]
         if kind == "comprehension" or path.name.startswith("comprehension-"):

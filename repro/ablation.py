@@ -12,7 +12,7 @@ and every forward pass reads all layers at both positions. So the layer, positio
 n_templates and generations_per_template flips cost no generation at all, the max_new_tokens flip
 truncates the cached longer generations (greedy/per-row-seeded decoding makes the shorter run a
 prefix of the longer one), and only the chat-template and decoding flips generate anew. A finished
-``generation-protocol_matched-<precision>`` run of the same model/config seeds the cache.
+protocol_matched run of the same model, config and stimuli (``generation_kind``) seeds the cache.
 
 Reduced budgets (recorded in ablation.json): ``max_new_tokens`` replaces the base's 256; the loose
 value of that sub-parameter is then scaled by the paper's ratio (100/256) so the flip still shortens
@@ -29,10 +29,11 @@ from pathlib import Path
 
 from . import artifacts
 from .generation import (LOOSE, PRESETS, SUBPARAMETERS, Caches, GenerationConfig, chat_available, collect,
-                         default_batch_size, differing_subparameters, finalize, naive_count, plan, preset,
-                         rdm_spearman, resolve_precision, run_config, seed_caches_from_run)
+                         default_batch_size, differing_subparameters, finalize, generation_kind, naive_count, plan,
+                         preset, rdm_spearman, resolve_precision, run_config, seed_caches_from_run)
 from .models import ModelSpec, resolve
 from .stimuli import GENERATION_EMOTIONS
+from .stimuli.sets import resolve_set
 
 SCHEMA = "emogeo.ablation/1"
 BASE_PRESET = "protocol_matched"
@@ -70,18 +71,18 @@ def _printer(progress: bool):
 def run_ablation(model, max_new_tokens: int | None = None, precision: str = "auto",
                  generations_per_template: int | None = None, force: bool = False, progress: bool = True,
                  device: str | None = None, batch_size: int | None = None,
-                 emotions: tuple[str, ...] | None = None) -> Path:
-    """Write ``artifacts/runs/<slug>/ablation.json``; returns its path. ``emotions`` (default: the 20)
-    exists for fast tests only."""
+                 emotions: tuple[str, ...] | None = None, stimuli_set: str | None = None) -> Path:
+    """Write ``artifacts/runs/<slug>/ablation.json`` (``ablation-stim<digest8>.json`` on stimuli other than
+    the shipped set); returns its path. ``emotions`` (default: the 20) exists for fast tests only."""
     from .generation import quiet_bnb
 
     with quiet_bnb():
         return _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device,
-                             batch_size, emotions)
+                             batch_size, emotions, stimuli_set)
 
 
 def _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device, batch_size,
-                  emotions) -> Path:
+                  emotions, stimuli_set) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
@@ -90,8 +91,11 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
     precision, prec_note = resolve_precision(precision, device)
     emotions = tuple(emotions or GENERATION_EMOTIONS)
     base, flips, target = ablation_configs(max_new_tokens, generations_per_template)
-    out = artifacts.runs_dir() / spec.slug / "ablation.json"
-    config = {"schema": SCHEMA, "base": run_config(spec, BASE_PRESET, base, precision, device),
+    sset = resolve_set(stimuli_set)
+    base_rc = run_config(spec, BASE_PRESET, base, precision, device, sset)
+    out = artifacts.runs_dir() / spec.slug / ("ablation.json" if sset.default else
+                                              f"ablation-stim{base_rc['stimuli_sha256'][:8]}.json")
+    config = {"schema": SCHEMA, "base": base_rc,
               "flips": {n: c.to_dict() for n, c, _ in flips}, "all_flipped": target.to_dict(),
               "emotions": list(emotions)}
     chash = artifacts.config_hash(config)
@@ -117,11 +121,11 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
     backend = HFBackend(lm)
     bs = batch_size or default_batch_size(device)
     caches = Caches()
-    gen_run = artifacts.run_dir(spec.slug, f"generation-{BASE_PRESET}-{precision}")
+    gen_run = artifacts.run_dir(spec.slug, generation_kind(BASE_PRESET, precision, base, base_rc["stimuli_sha256"]))
     if (gen_run / "metadata.json").exists():
         meta = json.loads((gen_run / "metadata.json").read_text())
         rc = meta.get("config", {})
-        mine = run_config(spec, BASE_PRESET, base, precision, device)
+        mine = base_rc
         same = all(rc.get(k) == mine[k] for k in ("model", "precision", "device_type", "stimuli_sha256"))
         if same:
             n = seed_caches_from_run(caches, gen_run, lm.tokenizer, base,
@@ -134,9 +138,9 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
         chat = cfg.chat_template and chat_available(lm.tokenizer)
         g0, f0, t0 = caches.generated, caches.forwarded, time.perf_counter()
         with timer(label):
-            res = collect(lm, backend, cfg, plan(cfg, emotions), caches, bs, chat,
+            res = collect(lm, backend, cfg, plan(cfg, emotions, sset), caches, bs, chat,
                           log=lambda m: log(f"{label}: {m}"))
-            fin = finalize(cfg, res, lm.n_layers, spec.slug, emotions)
+            fin = finalize(cfg, res, lm.n_layers, spec.slug, emotions, stimuli_set=sset.name)
         n_distinct = sum(len(v["records"]) for v in res.values())
         log(f"{label}: layer {fin['layer']}, {caches.generated - g0} new generations, "
             f"{time.perf_counter() - t0:.1f}s")
@@ -169,6 +173,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
         "precision": precision, "device": device, "backend": "hf",
         "backend_reason": "raw HF hooks for every precision (TransformerLens refuses bitsandbytes models)",
         "emotions": list(emotions), "config": config, "config_hash": chash,
+        "stimuli": {"default": sset.default, "set": sset.name, "sha256": base_rc["stimuli_sha256"]},
         "base": {"generation_config": base.to_dict(), **base_res},
         "rows": rows,
         "all_flipped": {"generation_config": target.to_dict(),

@@ -61,8 +61,8 @@ import torch
 
 from . import artifacts
 from .models import ModelSpec, resolve
-from .stimuli import (GENERATION_EMOTIONS, GENERATION_TEMPLATES_CSV, NEUTRAL_TEMPLATE_TXT, NEUTRAL_TOPICS_CSV,
-                      load_generation_templates, load_neutral_template, load_neutral_topics, stimuli_digest)
+from .stimuli import GENERATION_EMOTIONS, load_generation_templates, load_neutral_template, load_neutral_topics
+from .stimuli.sets import StimulusSet, load_loose_prompts, resolve_set, shipped
 
 SCHEMA = "emogeo.generation/1"
 POSITIONS = ("mid", "last")
@@ -188,26 +188,36 @@ class Item:
     weight: int
 
 
-def plan(cfg: GenerationConfig, emotions=GENERATION_EMOTIONS) -> dict[str, list[Item]]:
-    """unit -> distinct items. Greedy: one item per (emotion, template) with weight = repeats."""
-    templates = load_generation_templates()
+def plan(cfg: GenerationConfig, emotions=GENERATION_EMOTIONS, sset: StimulusSet | None = None
+         ) -> dict[str, list[Item]]:
+    """unit -> distinct items. Greedy: one item per (emotion, template) with weight = repeats.
+
+    Prompts come from the stimulus set (default: ours). At the single-prompt end of the template
+    sub-parameter (n_templates == 1) a set with per-emotion loose prompts (the authors' set) uses them,
+    as their loose script did; a set without them (ours) uses its first template."""
+    sset = sset or shipped()
+    templates = load_generation_templates(sset.generation_templates)
     if cfg.n_templates > len(templates):
-        raise ValueError(f"n_templates={cfg.n_templates} but only {len(templates)} templates ship")
+        raise ValueError(f"n_templates={cfg.n_templates} but the stimuli set {sset.name!r} has only "
+                         f"{len(templates)} templates")
+    loose = (load_loose_prompts(sset.loose_prompts, emotions)
+             if cfg.n_templates == 1 and sset.loose_prompts is not None else None)
     units: dict[str, list[Item]] = {}
     for emo in emotions:
         items = []
         for t in range(cfg.n_templates):
-            prompt = templates[t].format(emotion=emo)
+            prompt = loose[emo] if loose else templates[t].format(emotion=emo)
             if cfg.do_sample:
                 items += [Item(emo, prompt, t, j, 1) for j in range(cfg.generations_per_template)]
             else:
                 items.append(Item(emo, prompt, t, 0, cfg.generations_per_template))
         units[emo] = items
     if cfg.uses_neutral:
-        topics = load_neutral_topics()
+        topics = load_neutral_topics(sset.neutral_topics)
         if cfg.n_neutral > len(topics):
-            raise ValueError(f"n_neutral={cfg.n_neutral} but only {len(topics)} neutral topics ship")
-        tmpl = load_neutral_template()
+            raise ValueError(f"n_neutral={cfg.n_neutral} but the stimuli set {sset.name!r} has only "
+                             f"{len(topics)} neutral topics")
+        tmpl = load_neutral_template(sset.neutral_template)
         units[NEUTRAL] = [Item(NEUTRAL, tmpl.format(topic=topics[i]), i, 0, 1) for i in range(cfg.n_neutral)]
     return units
 
@@ -474,28 +484,43 @@ def rdm_spearman(a, b) -> float:
     return float(rho)
 
 
-def find_comprehension_run(slug: str) -> Path | None:
-    """The model's comprehension run: preference fp16, fp32, bf16, then any (stable across precisions)."""
+def run_stimuli_set(meta: dict) -> str | None:
+    """The stimulus set a run used (None: a loose --stimuli file). Runs from before sets were recorded
+    used the shipped set."""
+    stim = meta.get("stimuli")
+    if not isinstance(stim, dict):
+        return shipped().name
+    return stim.get("set") or (shipped().name if stim.get("default") else None)
+
+
+def find_comprehension_run(slug: str, stimuli_set: str | None = None) -> Path | None:
+    """The model's comprehension run, by explicit rules: on the given stimulus set (default: ours) first;
+    then dtype fp16, fp32, bf16, then any (stable across precisions); then by name."""
     root = artifacts.runs_dir() / slug
     runs = sorted(p.parent for p in root.glob("comprehension-*/metadata.json"))
     if not runs:
         return None
+    want = stimuli_set or shipped().name
     rank = {"fp16": 0, "fp32": 1, "bf16": 2}
 
     def key(p: Path):
-        other_stimuli = "-stim" in p.name  # runs on a non-default stimuli set come last
-        return (other_stimuli, rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name)
+        try:
+            other_set = run_stimuli_set(json.loads((p / "metadata.json").read_text())) != want
+        except (OSError, json.JSONDecodeError):
+            other_set = True
+        return (other_set, rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name)
 
     return sorted(runs, key=key)[0]
 
 
-def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None = None) -> tuple[int, str]:
+def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None = None,
+                  stimuli_set: str | None = None) -> tuple[int, str]:
     """(layer index, how it was chosen). ``best``: the comprehension best layer when a comprehension run
     exists; otherwise the generation vectors' own layer sweep (min mean pairwise cosine, the rule of
     Section 2.3) -- recorded in the note, never silent."""
     if rule == "middle":
         return n_layers // 2, "middle layer (n_layers // 2)"
-    run = find_comprehension_run(slug)
+    run = find_comprehension_run(slug, stimuli_set)
     if run is not None:
         meta = json.loads((run / "metadata.json").read_text())
         if meta.get("best_layer") is not None and int(meta.get("n_layers", n_layers)) == n_layers:
@@ -510,7 +535,7 @@ def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None
 
 
 def finalize(cfg: GenerationConfig, unit_means: dict[str, dict], n_layers: int, slug: str,
-             emotions=GENERATION_EMOTIONS) -> dict:
+             emotions=GENERATION_EMOTIONS, stimuli_set: str | None = None) -> dict:
     """Per-unit means -> vectors at the configured position and layer, sweep, RDM."""
     em = torch.stack([unit_means[e][cfg.position] for e in emotions], dim=1)  # [L, 20, d]
     nm = unit_means[NEUTRAL][cfg.position] if cfg.uses_neutral else None      # [L, d]
@@ -519,7 +544,7 @@ def finalize(cfg: GenerationConfig, unit_means: dict[str, dict], n_layers: int, 
     for li in range(all_v.shape[0]):
         v = mean_offdiag(cosine_matrix(all_v[li]))
         sweep.append(v if math.isfinite(v) else None)
-    layer, layer_note = resolve_layer(cfg.layer, n_layers, slug, sweep)
+    layer, layer_note = resolve_layer(cfg.layer, n_layers, slug, sweep, stimuli_set)
     vec = all_v[layer]
     rdm = cosine_matrix(vec)
     return {"layer": layer, "layer_note": layer_note, "vectors": vec, "emotion_means": em, "neutral_mean": nm,
@@ -552,13 +577,34 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str | None]:
                     "the paper's fp16, which torch would emulate several times slower")
 
 
-def stimuli_sha() -> str:
-    return stimuli_digest([GENERATION_TEMPLATES_CSV, NEUTRAL_TOPICS_CSV, NEUTRAL_TEMPLATE_TXT])
-
-
-def run_config(spec: ModelSpec, preset_name: str, cfg: GenerationConfig, precision: str, device: str) -> dict:
+def run_config(spec: ModelSpec, preset_name: str, cfg: GenerationConfig, precision: str, device: str,
+               sset: StimulusSet | None = None) -> dict:
     return {"schema": SCHEMA, "model": spec.hub_id, "preset": preset_name, "generation": cfg.to_dict(),
-            "precision": precision, "device_type": str(device).split(":")[0], "stimuli_sha256": stimuli_sha()}
+            "precision": precision, "device_type": str(device).split(":")[0],
+            "stimuli_sha256": (sset or shipped()).generation_digest()}
+
+
+# Short, readable tags for the departures from a preset that users make on purpose (a reduced budget);
+# any other departure is tagged by a hash of the differing fields.
+_KIND_TAGS = {"max_new_tokens": "tok", "generations_per_template": "rep"}
+
+
+def generation_kind(preset_name: str, precision: str, cfg: GenerationConfig, stimuli_sha256: str | None = None
+                    ) -> str:
+    """Run folder name: ``generation-<preset>-<precision>``, then whatever departs from the preset
+    (``-tok<N>``, ``-rep<N>``, ``-cfg<hash>``) and ``-stim<digest8>`` for stimuli other than the shipped
+    set. Two runs whose numbers can differ never share a folder."""
+    parts = [f"generation-{preset_name}-{precision}"]
+    base = PRESETS.get(preset_name)
+    if base is not None:
+        mine, ref = cfg.to_dict(), base.to_dict()
+        diff = {k: v for k, v in mine.items() if v != ref.get(k)}
+        parts += [f"{tag}{diff.pop(k)}" for k, tag in _KIND_TAGS.items() if k in diff]
+        if diff:
+            parts.append("cfg" + artifacts.config_hash(diff)[:8])
+    if stimuli_sha256 and stimuli_sha256 != shipped().generation_digest():
+        parts.append(f"stim{stimuli_sha256[:8]}")
+    return "-".join(parts)
 
 
 class _DropBnbCast:
@@ -599,15 +645,16 @@ def _printer(progress: bool):
 def run_generation(spec_or_name, preset_name: str = "protocol_matched", precision: str = "fp16",
                    max_new_tokens: int | None = None, force: bool = False, progress: bool = True,
                    device: str | None = None, batch_size: int | None = None,
-                   generations_per_template: int | None = None, config: GenerationConfig | None = None) -> Path:
-    """Run (or reuse) ``artifacts/runs/<slug>/generation-<preset>-<precision>/``; returns its path."""
+                   generations_per_template: int | None = None, config: GenerationConfig | None = None,
+                   stimuli_set: str | None = None) -> Path:
+    """Run (or reuse) ``artifacts/runs/<slug>/<generation_kind(...)>/``; returns its path."""
     with quiet_bnb():
         return _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device,
-                               batch_size, generations_per_template, config)
+                               batch_size, generations_per_template, config, stimuli_set)
 
 
 def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device, batch_size,
-                    generations_per_template, config) -> Path:
+                    generations_per_template, config, stimuli_set) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
@@ -615,8 +662,9 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     device = device or default_device()
     precision, prec_note = resolve_precision(precision, device)
     cfg = config or preset(preset_name, max_new_tokens, generations_per_template)
-    out = artifacts.run_dir(spec.slug, f"generation-{preset_name}-{precision}")
-    rcfg = run_config(spec, preset_name, cfg, precision, device)
+    sset = resolve_set(stimuli_set)
+    rcfg = run_config(spec, preset_name, cfg, precision, device, sset)
+    out = artifacts.run_dir(spec.slug, generation_kind(preset_name, precision, cfg, rcfg["stimuli_sha256"]))
     log = _printer(progress)
     if not force and artifacts.finished(out, rcfg):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
@@ -635,7 +683,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     if cfg.chat_template and not chat_available(lm.tokenizer):
         chat = False
         notes.append(f"{spec.alias} has no chat template (base model): prompts were given as plain text")
-    units = plan(cfg)
+    units = plan(cfg, sset=sset)
     store = artifacts.PartialStore(out, rcfg)
     if force:  # --force: start from nothing, also not from partial progress
         store.clear()
@@ -673,7 +721,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
                 log(f"unit {u} done")
                 _after_unit(u)
     with timer("finalize"):
-        fin = finalize(cfg, unit_means, lm.n_layers, spec.slug)
+        fin = finalize(cfg, unit_means, lm.n_layers, spec.slug, stimuli_set=sset.name)
     gen_lens = [r["gen_len"] for u in units for r in unit_means[u]["records"]]
     hit = [r["hit_eos"] for u in units for r in unit_means[u]["records"]]
     emotions = list(GENERATION_EMOTIONS)
@@ -703,7 +751,10 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
         "notes": notes + ([f"max_new_tokens reduced to {cfg.max_new_tokens} (paper: "
                            f"{PRESETS[preset_name].max_new_tokens})"]
                           if cfg.max_new_tokens != PRESETS[preset_name].max_new_tokens else []),
-        "stimuli_sha256": rcfg["stimuli_sha256"], "env": artifacts.environment(device),
+        "stimuli_sha256": rcfg["stimuli_sha256"],
+        "stimuli": {"default": sset.default, "set": sset.name, "sha256": rcfg["stimuli_sha256"],
+                    "loose_prompts": bool(cfg.n_templates == 1 and sset.loose_prompts)},
+        "env": artifacts.environment(device),
         "timings": timer.timings, "batch_size": bs,
     }
     tensors = {"vectors": fin["vectors"].contiguous(), "emotion_means": fin["emotion_means"].contiguous()}

@@ -40,13 +40,15 @@ class ReproduceOptions:
     steering: bool = True
     report: bool = True
     force: bool = False
+    stimuli_set: str | None = None  # None: our shipped set; "authors" after `invoke stimuli --import-authors`
     extra: dict = field(default_factory=dict)
 
 
 def _stages(spec: ModelSpec, opt: ReproduceOptions):
     from .extraction import extract
 
-    yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force)
+    ss = opt.stimuli_set
+    yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force, stimuli_set=ss)
 
     def equivalence():
         from .backends import BackendUnavailableError, tl_supports
@@ -76,19 +78,21 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
         # Section 4.3: B = loose, C = protocol-matched at full precision, D = protocol-matched INT8.
         # A reduced protocol budget scales the loose budget by the same ratio (100/256).
         yield "generation-loose", lambda: run_generation(spec, "loose", opt.gen_precisions[0],
-                                                         max_new_tokens=loose_tokens(budget), force=opt.force)
+                                                         max_new_tokens=loose_tokens(budget), force=opt.force,
+                                                         stimuli_set=ss)
         for precision in opt.gen_precisions:
             yield f"generation-protocol_matched-{precision}", (
                 lambda precision=precision: run_generation(spec, "protocol_matched", precision, max_new_tokens=budget,
-                                                           generations_per_template=gpt, force=opt.force))
+                                                           generations_per_template=gpt, force=opt.force,
+                                                           stimuli_set=ss))
     if opt.ablation:
         # Same precision and budget as C, so the unflipped arm reuses C's generations.
         yield "ablation", lambda: run_ablation(spec, max_new_tokens=budget, precision=opt.gen_precisions[0],
-                                               generations_per_template=gpt, force=opt.force)
+                                               generations_per_template=gpt, force=opt.force, stimuli_set=ss)
     if opt.steering:
         from .steering import run_steering
 
-        yield "steering", lambda: run_steering(spec, force=opt.force)
+        yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss)
 
 
 def _closing_stages():

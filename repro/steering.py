@@ -29,6 +29,8 @@ saved so the rule can be revisited.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import sys
@@ -39,6 +41,7 @@ import torch
 
 from . import artifacts
 from .models import ModelSpec, resolve
+from .stimuli.sets import load_steering_scenarios, resolve_set
 
 SCHEMA = "emogeo.steering/1"
 STRENGTHS = (0.005, 0.01, 0.02, 0.03, 0.05)
@@ -94,15 +97,21 @@ def classify(samples: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- vectors
-def load_comprehension(slug: str, alias: str) -> tuple[Path, dict, torch.Tensor]:
-    from .generation import find_comprehension_run
+def load_comprehension(slug: str, alias: str, stimuli_set: str | None = None) -> tuple[Path, dict, torch.Tensor]:
+    """The model's comprehension run (on ``stimuli_set`` when one is named: vectors from one set are never
+    steered with another set's scenarios)."""
+    from .generation import find_comprehension_run, run_stimuli_set
 
-    run = find_comprehension_run(slug)
+    run = find_comprehension_run(slug, stimuli_set)
+    flag = f" --stimuli-set {stimuli_set}" if stimuli_set else ""
     if run is None:
         raise SteeringError(
             f"no comprehension run for {alias} under {artifacts.runs_dir() / slug}/comprehension-*/: steering "
-            f"uses the model's comprehension emotion vectors; run `invoke extract --model {alias}` first")
+            f"uses the model's comprehension emotion vectors; run `invoke extract --model {alias}{flag}` first")
     meta = artifacts.load_metadata(run)
+    if stimuli_set and run_stimuli_set(meta) != stimuli_set:
+        raise SteeringError(f"no comprehension run of {alias} on the stimuli set {stimuli_set!r}; run "
+                            f"`invoke extract --model {alias}{flag}` first")
     vec = artifacts.load_vectors(run)
     if "vectors" not in vec:
         raise SteeringError(f"{run}/vectors.safetensors has no 'vectors' tensor; rerun `invoke extract`")
@@ -216,8 +225,10 @@ def perplexity(lm, prompt_ids: list[int], gen_ids: list[int]) -> float | None:
 # ------------------------------------------------------------------------------------------ runner
 def run_steering(model, layers: str = "all", backend: str = "auto", precision: str = "auto",
                  strengths=STRENGTHS, max_new_tokens: int = MAX_NEW_TOKENS, force: bool = False,
-                 progress: bool = True, device: str | None = None) -> Path:
-    """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory."""
+                 progress: bool = True, device: str | None = None, stimuli_set: str | None = None) -> Path:
+    """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory.
+    With a stimulus set other than ours: its scenarios (when it has them) and its comprehension run,
+    in ``steering-stim<digest8>/``."""
     from .backends import make_backend, method_departures
     from .generation import resolve_precision
     from .loading import default_device, load_model
@@ -227,12 +238,15 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     spec = model if isinstance(model, ModelSpec) else resolve(model)
     device = device or default_device()
     precision, prec_note = resolve_precision(precision, device)
-    comp_run, comp_meta, vectors = load_comprehension(spec.slug, spec.alias)  # fail fast, before loading
-    out = artifacts.run_dir(spec.slug, "steering")
+    sset = resolve_set(stimuli_set)
+    comp_run, comp_meta, vectors = load_comprehension(spec.slug, spec.alias, None if sset.default else sset.name)
+    scenarios = load_steering_scenarios(sset.steering_scenarios) if sset.steering_scenarios else SCENARIOS
+    scen_digest = hashlib.sha256(json.dumps(scenarios, sort_keys=True).encode()).hexdigest()
+    out = artifacts.run_dir(spec.slug, "steering" if sset.default else f"steering-stim{scen_digest[:8]}")
     config = {"schema": SCHEMA, "model": spec.hub_id, "layers": layers, "backend": backend,
               "precision": precision, "device_type": str(device).split(":")[0],
               "strengths": [float(s) for s in strengths], "max_new_tokens": int(max_new_tokens),
-              "scenarios": list(SCENARIOS), "comprehension_run": str(comp_run.name),
+              "scenarios": list(scenarios), "comprehension_run": str(comp_run.name),
               "comprehension_hash": comp_meta.get("config_hash"), "rule": RULE}
 
     def log(msg):
@@ -256,7 +270,7 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     alphas = [0.0] + [float(s) for s in strengths]
     samples = []
     with timer("steer"):
-        for sc in SCENARIOS:
+        for sc in scenarios:
             prompt_ids = list(lm.tokenizer(sc["prompt"])["input_ids"])
             norms = prompt_norms(lm, prompt_ids, target_layers)
             e = emotions.index(sc["emotion"])
@@ -298,6 +312,8 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
         "norm": "mean L2 norm of the unsteered residual after each steered block over the prompt tokens, "
                 "first token excluded; one value per (scenario, layer)",
         "comprehension_run": str(comp_run), "regime": verdict["regime"],
+        "stimuli": {"default": sset.default, "set": sset.name, "scenarios_sha256": scen_digest,
+                    "scenarios": "the set's" if sset.steering_scenarios else "emogeo (shipped, ours)"},
         "paper_note": "the paper reports steering regimes for its TL-backend models only "
                       "(not_available_hf_backend otherwise); this implementation runs on both backends",
         "notes": [n for n in [prec_note] if n], "env": artifacts.environment(device), "timings": timer.timings,

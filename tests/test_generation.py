@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 
 import pytest
@@ -183,7 +184,9 @@ def test_resume_after_interruption(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(G, "_after_unit", crash)
     with pytest.raises(KeyboardInterrupt):
         G.run_generation(spec, "protocol_matched", "fp32", config=cfg, progress=False, device="cpu", batch_size=4)
-    out = artifacts.run_dir(spec.slug, "generation-protocol_matched-fp32")
+    out = artifacts.run_dir(spec.slug, G.generation_kind("protocol_matched", "fp32", cfg))
+    # the folder names what departs from the preset: budget and repeats readably, the rest by a hash
+    assert re.fullmatch(r"generation-protocol_matched-fp32-tok4-rep2-cfg[0-9a-f]{8}", out.name)
     assert not (out / "metadata.json").exists()  # nothing half-written under the final name
     monkeypatch.setattr(G, "_after_unit", lambda u: None)
     G.run_generation(spec, "protocol_matched", "fp32", config=cfg, progress=False, device="cpu", batch_size=4)
