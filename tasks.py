@@ -182,13 +182,14 @@ def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precis
 # @@ANALYSIS-TASKS@@
 _ANALYSIS_HELP = {"from_reference": "use the paper's reference numbers only (Table A1, released matrices), no runs",
                   "isotropy_d": "All-but-the-Top: principal directions removed (default 2)",
-                  "n_perm": "Mantel permutations (default 10000)", "seed": "random seed (default 0)"}
+                  "n_perm": "Mantel permutations (default 10000)", "seed": "random seed (default 0)",
+                  "stimuli_set": "the stimulus set whose runs represent each model (default: emogeo, ours)"}
 
 
-def _analysis_config(isotropy_d=None, n_perm=None, seed=None):
+def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
     from analysis.runs import AnalysisConfig
 
-    cfg = AnalysisConfig()
+    cfg = AnalysisConfig(stimuli_set=stimuli_set or None)
     if isotropy_d is not None:
         cfg.isotropy_d = int(isotropy_d)
     if n_perm is not None:
@@ -199,12 +200,12 @@ def _analysis_config(isotropy_d=None, n_perm=None, seed=None):
 
 
 @task(help=_ANALYSIS_HELP)
-def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
     """RSA, inference, isotropy, decomposition -> artifacts/analysis/results*.json (+ runs/<model>/decomposition.json)."""
     from analysis.tables import compute, write_results
 
     with _user_errors():
-        res = compute(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+        res = compute(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
         path = write_results(res)
     s = res.get("summary") or {}
     block = s.get("cross_family_instruct") or {}
@@ -224,43 +225,44 @@ def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
 
 
 @task(help=_ANALYSIS_HELP)
-def tables(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+def tables(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
     """Write every table as CSV + Markdown into artifacts/tables/."""
     from analysis.tables import write_tables
 
     with _user_errors():
-        paths = write_tables(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+        paths = write_tables(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
     print(f"{len(paths)} files in {paths[0].parent}")
 
 
 @task(help=_ANALYSIS_HELP)
-def figures(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+def figures(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
     """Render Figures 1-6 (PNG + PDF, byte-stable) into artifacts/figures/."""
     from analysis.figures import write_figures
 
     with _user_errors():
-        paths = write_figures(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+        paths = write_figures(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
     print(f"{len(paths)} files in {paths[0].parent}")
 
 
 @task(help=_ANALYSIS_HELP)
-def report(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None):
+def report(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
     """Tables + figures + artifacts/report/index.md and a self-contained index.html."""
     from analysis.report import build_report
 
     with _user_errors():
-        path = build_report(from_reference, config=_analysis_config(isotropy_d, n_perm, seed))
+        path = build_report(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
     print(f"report: {path}\n        {path.with_name('index.html')}")
 
 
 # ---- verify and checksums (analysis.verify) -------------------------------------------------------
 # @@VERIFY-TASKS@@
-@task(help={"json_only": "print verify.json to stdout instead of the table"})
-def verify(c, json_only=False):
+@task(help={"json_only": "print verify.json to stdout instead of the table",
+            "stimuli_set": "the stimulus set whose runs the claims read first (default: emogeo, ours)"})
+def verify(c, json_only=False, stimuli_set=None):
     """Checksums, then the paper's numbers as claims -> artifacts/verify/; exit 0 ok, 1 claim FAIL, 2 checksum FAIL."""
     from analysis.verify import main
 
-    sys.exit(main(json_only=json_only))
+    sys.exit(main(json_only=json_only, stimuli_set=stimuli_set or None))
 
 
 @task

@@ -18,6 +18,7 @@ import numpy as np
 
 from repro import artifacts
 from repro.layout import layout_problem
+from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from .descriptors import as_array, rdm_std
 from .isotropy import DEFAULT_D, is_flagged
@@ -38,6 +39,7 @@ class AnalysisConfig:
     isotropy_d: int = DEFAULT_D  # All-but-the-Top directions removed (see analysis.isotropy)
     dtype_preference: tuple[str, ...] = ("fp16", "bf16", "fp32")  # which comprehension run represents a model
     backend_preference: tuple[str, ...] = ("tl", "hf")
+    stimuli_set: str | None = None  # the set whose runs represent a model (None: the shipped set, ours)
 
 
 def artifacts_root(root=None) -> Path:
@@ -83,6 +85,11 @@ class ComprehensionRun:
     @property
     def slug(self) -> str:
         return self.path.parent.name
+
+    @property
+    def stimuli_set(self) -> str:
+        """The stimulus set the run read ('file' for a loose --stimuli file)."""
+        return run_stimuli_set(self.meta) or "file"
 
     @property
     def model(self) -> dict:
@@ -198,7 +205,8 @@ class ComprehensionRun:
         return ModelInfo(label or self.label, self.family, self.variant, self.size_b, self.anisotropy, self.hub_id)
 
     def table_row(self) -> dict:
-        return {"model": self.hub_id, "run": f"{self.slug}/{self.kind}", "source": self.source,
+        return {"model": self.hub_id, "run": f"{self.slug}/{self.kind}", "stimuli": self.stimuli_set,
+                "source": self.source,
                 "family": self.family, "variant": self.variant, "size_b": self.size_b, "backend": self.backend,
                 "dtype": self.dtype, "n_layers": self.n_layers, "d_model": self.d_model,
                 "best_layer": self.best_layer, "best_layer_pct": self.best_layer_pct,
@@ -236,6 +244,10 @@ class GenerationRun:
     def default_stimuli(self) -> bool:
         """On our shipped set (runs written before sets were recorded were)."""
         return bool((self.meta.get("stimuli") or {}).get("default", True))
+
+    @property
+    def stimuli_set(self) -> str:
+        return run_stimuli_set(self.meta) or "file"
 
     @property
     def at_preset(self) -> bool:
@@ -276,6 +288,12 @@ class GenerationRun:
                    "run", {"path": str(self.path), "preset": self.preset, "precision": self.precision})
 
 
+# How Runs.primary picks the one run per model (said in the report next to the runs it picked).
+PRIMARY_RULES = ("one run per model, picked by these rules in order: stimulus set '{stimuli}' first "
+                 "(`--stimuli-set` to ask for another), the paper's method before a run that departs from it, "
+                 "dtype fp16 then bf16 then fp32, TransformerLens before HF hooks, then by folder name.")
+
+
 @dataclass
 class Runs:
     root: Path
@@ -285,16 +303,17 @@ class Runs:
     skipped: list[str] = field(default_factory=list)  # unreadable run directories, with the reason
 
     def primary(self, config: AnalysisConfig | None = None) -> list[ComprehensionRun]:
-        """One comprehension run per model, by explicit rules in this order: the shipped (default) stimuli
-        before any other set; the paper's method (no recorded departure) before a departing run; dtype
-        fp16, then bf16, fp32; TL before HF. Table A1 of the report names the run each model used."""
+        """One comprehension run per model, by explicit rules in this order (``PRIMARY_RULES``): the asked
+        stimulus set (default: the shipped one) before any other; the paper's method (no recorded departure)
+        before a departing run; dtype fp16, then bf16, fp32; TL before HF; then by name. Table A1 of the
+        report marks the run each model used."""
         cfg = config or AnalysisConfig()
+        want = cfg.stimuli_set or DEFAULT_SET
 
         def rank(r: ComprehensionRun):
             d = cfg.dtype_preference.index(r.dtype) if r.dtype in cfg.dtype_preference else 99
             b = cfg.backend_preference.index(r.backend) if r.backend in cfg.backend_preference else 99
-            stim = (r.meta.get("stimuli") or {}).get("default", True)  # runs before the field: shipped set
-            return (not stim, bool(r.meta.get("method_departures")), d, b, r.kind)
+            return (r.stimuli_set != want, bool(r.meta.get("method_departures")), d, b, r.kind)
 
         best: dict[str, ComprehensionRun] = {}
         for r in self.comprehension:

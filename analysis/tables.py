@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from repro import artifacts
+from repro.stimuli.sets import DEFAULT_SET
 
 from . import decomposition as decomp
 from .isotropy import flag_text, invariance_gap, is_flagged, isotropised_anisotropy, isotropised_rdm
 from .rsa import RDM, ModelInfo, compare, mature_block, mti_dissociation, rdm_of_rdms, within_family_pairs
-from .runs import AnalysisConfig, Runs, artifacts_root, collect, short_name
+from .runs import PRIMARY_RULES, AnalysisConfig, Runs, artifacts_root, collect, short_name
 from .stats import (PAPER_SIZE_TESTS, SUPPLEMENTARY_SIZE_TESTS, bootstrap_ci, mantel, size_correlations,
                     split_half)
 
@@ -66,6 +67,7 @@ def _released_label_to_hub(label: str) -> str:
 
 def _model_row_from_a1(r: dict) -> dict:
     return {"model": r["hub_id"], "label": short_name(r["hub_id"]), "run": "paper Table A1", "source": "paper",
+            "stimuli": "authors'",
             "family": r.get("family"), "variant": r.get("variant"), "size_b": r.get("size_b"),
             "backend": r.get("backend"), "dtype": "fp16", "n_layers": r.get("n_layers"), "d_model": r.get("d_model"),
             "best_layer": r.get("best_layer"), "best_layer_pct": r.get("best_layer_pct"),
@@ -270,12 +272,18 @@ def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
     res["embedded_present"] = sorted({r.hub_id for r in runs.comprehension if r.is_embedded})
     prim = runs.primary(cfg)
     labels = _unique_labels(prim)
+    # The run each model contributes to every comparison, and the rules that chose it (named in the report).
+    res["runs_used"] = [{"model": r.hub_id, "label": lab, "run": f"{r.slug}/{r.kind}", "stimuli": r.stimuli_set,
+                         "dtype": r.dtype, "backend": r.backend} for r, lab in zip(prim, labels)]
+    res["runs_used_rules"] = PRIMARY_RULES.format(stimuli=cfg.stimuli_set or DEFAULT_SET)
+    used = {u["run"] for u in res["runs_used"]}
 
     # Table A1 for every comprehension run, with split-half reliability of its best-layer RDM.
     rows, split = [], {}
     for r in runs.comprehension:
         row = r.table_row()
         row["label"] = r.label
+        row["used"] = row["run"] in used
         sh = _split_half(r, cfg)
         row["split_half"] = sh.get("reliability")
         row["too_noisy"] = sh.get("too_noisy")
@@ -512,8 +520,13 @@ def _g(d, *keys):
     return d
 
 
+def _used_text(row: dict) -> str:
+    """'yes' for the run that represents its model; '-' for the reference table, which has no runs."""
+    return "-" if "used" not in row else "yes" if row["used"] else "no"
+
+
 def table_a1(res: dict) -> Table:
-    cols = ["model", "run", "backend", "dtype", "layers", "d_model", "best layer", "best %", "anisotropy",
+    cols = ["model", "run", "used", "stimuli", "backend", "dtype", "layers", "d_model", "best layer", "best %", "anisotropy",
             "RDM std", "flag", "fragile", "split-half (SB)", "too noisy", "paper best %", "paper anisotropy",
             "paper RDM std"]
     title = "Table A1 - per-model descriptors at the best layer"
@@ -522,7 +535,7 @@ def table_a1(res: dict) -> Table:
     for r in res.get("table_a1") or []:
         p = paper.get(r["model"], {})
         backend = r["backend"] + (" (NOT the paper's method)" if r.get("method_departures") else "")
-        rows.append([r["model"], r["run"], backend, r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
+        rows.append([r["model"], r["run"], _used_text(r), r.get("stimuli", DEFAULT_SET), backend, r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
                      r["best_layer_pct"], r["anisotropy"], r["rdm_std"], flag_text(r["anisotropy"]),
                      r.get("fragile"), r.get("split_half"), r.get("too_noisy"), p.get("best_layer_pct"),
                      p.get("anisotropy"), p.get("rdm_std")])
@@ -532,6 +545,9 @@ def table_a1(res: dict) -> Table:
     for r in res.get("table_a1") or []:
         if r.get("method_departures"):
             notes.append(f"{r['model']} ({r['run']}) is NOT the paper's method: {'; '.join(r['method_departures'])}.")
+    if res["mode"] == "runs" and res.get("runs_used_rules"):
+        notes.append("used: the one run per model that every comparison (RDM-of-RDMs, pairs, summaries, figures) "
+                     "reads; " + res["runs_used_rules"])
     if res["mode"] == "runs":
         notes.append("split-half (SB): Spearman-Brown corrected split-half reliability of the best-layer RDM over "
                      f"passages ({res['config']['n_splits']} random splits), the model's noise ceiling; 'too noisy' "

@@ -57,6 +57,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats as _st
 
+from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
+
 from . import checksums
 from . import reference as ref
 
@@ -142,6 +144,7 @@ class Claim:
     command: str | None = None
     models: tuple = ()
     known_mismatch: str | None = None
+    runs: tuple = ()  # the run folders (or run files) the check reads, "<slug>/<folder>"
 
 
 @dataclass
@@ -161,8 +164,9 @@ class VerifyResult:
 # ---- context: lazily loaded reference data and runs ----------------------------------------------
 
 class Ctx:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, stimuli_set: str | None = None):
         self.root = Path(root)
+        self.stimuli_set = stimuli_set or DEFAULT_SET  # whose runs represent a paper model (see _pick)
         self.ref_dir = self.root / "artifacts" / "reference"
         self.runs_root = self.root / "artifacts" / "runs"
         self._cache: dict[str, Any] = {}
@@ -791,14 +795,24 @@ def _is_paper_run(ctx: Ctx, run: dict) -> bool:
     return m.get("source", "hub") != "embedded" and m.get("hub_id") in {r["hub_id"] for r in ctx.a1}
 
 
+PICK_RULES = ("a paper model's run is its fp16 comprehension run, picked by these rules in order: stimulus set "
+              "'{stimuli}' first (`invoke verify --stimuli-set` to ask for another), its Table A1 backend first, "
+              "then by folder name")
+
+
 def _pick(ctx: Ctx, hub: str) -> dict | None:
-    """The fp16 comprehension run of a paper model, the paper's backend first."""
+    """The fp16 comprehension run of a paper model, by the rules of ``PICK_RULES``."""
     cands = [r for r in _comprehension_runs(ctx) if "_error" not in r["meta"] and _is_paper_run(ctx, r)
              and r["meta"]["model"]["hub_id"] == hub and r["meta"].get("dtype") == "fp16"]
     if not cands:
         return None
     be = ctx.a1_row(hub)["backend"].lower()
-    return sorted(cands, key=lambda r: (r["meta"].get("backend") != be, r["kind"]))[0]
+    return sorted(cands, key=lambda r: (run_stimuli_set(r["meta"]) != ctx.stimuli_set,
+                                        r["meta"].get("backend") != be, r["kind"]))[0]
+
+
+def _rid(run: dict) -> str:
+    return f"{run['slug']}/{run['kind']}"
 
 
 def _run_integrity(run: dict) -> tuple:
@@ -839,10 +853,10 @@ def _run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
     claims: list[Claim] = []
     covered: set[str] = set()
     for run in _comprehension_runs(ctx):
-        rid = f"{run['slug']}/{run['kind']}"
+        rid = _rid(run)
         claims.append(Claim(f"run.{rid}.integrity", "run metadata is complete and self-consistent (best layer = sweep "
                             "minimum, best-layer %, nonfinite layers, RDM shape)", "docs/ARTIFACTS.md", RUN, "consistent",
-                            "exact", lambda c, run=run: _run_integrity(run)))
+                            "exact", lambda c, run=run: _run_integrity(run), runs=(rid,)))
 
         def nonfinite(c: Ctx, run=run):
             m = run["meta"]
@@ -852,7 +866,7 @@ def _run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
                 ("non-finite layers recorded (Section 2.5 / A.5 caveat)" if m["nonfinite_layers"] else "")
 
         claims.append(Claim(f"run.{rid}.nonfinite_layers", "NaN/inf layers are recorded", "Section 2.5; Appendix A.5", RUN,
-                            "recorded", "key present", nonfinite))
+                            "recorded", "key present", nonfinite, runs=(rid,)))
         if "_error" in run["meta"] or not _is_paper_run(ctx, run):
             continue
         hub = run["meta"]["model"]["hub_id"]
@@ -885,7 +899,8 @@ def _run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
         claims.append(Claim(f"A1.row{row['row']:02d}.run.{run['kind']}", f"{hub}: best layer, best-layer %, anisotropy, "
                             "RDM std of the fp16 run = Table A1", "Table A1", RUN,
                             {k: row[k] for k in ("best_layer", "best_layer_pct", "anisotropy", "rdm_std")},
-                            "best layer exact (+-1 flagged); anisotropy +-0.01; RDM std +-0.005", vs_a1, models=(hub,)))
+                            "best layer exact (+-1 flagged); anisotropy +-0.01; RDM std +-0.005", vs_a1, models=(hub,),
+                            runs=(rid,)))
 
     # equivalence.json / decomposition.json next to the runs
     slugs = sorted(p.name for p in ctx.runs_root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
@@ -904,7 +919,7 @@ def _run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
 
             claims.append(Claim(f"run.{slug}.equivalence", "TL and HF extractions agree (per-vector cosine >= 0.9999 at "
                                 "the best layer and at every finite layer)", "Section 2.4; Section 4.2", RUN, "passed",
-                                "cos_min >= 0.9999", equiv))
+                                "cos_min >= 0.9999", equiv, runs=(f"{slug}/equivalence.json",)))
         dec = ctx.runs_root / slug / "decomposition.json"
         if dec.is_file():
             def decomp(c: Ctx, dec=dec):
@@ -925,7 +940,8 @@ def _run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
                 return got, not bad, "; ".join(bad)
 
             claims.append(Claim(f"run.{slug}.decomposition", "decomposition.json has the four layers with finite rho "
-                                "(where run)", "Section 4.3", RUN, "4 layers, finite", "structure", decomp))
+                                "(where run)", "Section 4.3", RUN, "4 layers, finite", "structure", decomp,
+                                runs=(f"{slug}/decomposition.json",)))
     return claims, covered
 
 
@@ -957,10 +973,12 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
             return ([_r(x) for x in g] if len(g) > 1 else _r(g[0])), all(abs(x - e) <= RSA_TOL for x, e in zip(g, exp)), \
                 "from the fp16 runs' best-layer RDMs"
 
-        have = all(_pick(ctx, h) is not None for h in hubs)
+        picked = [_pick(ctx, h) for h in hubs]
+        have = all(p is not None for p in picked)
         command = cmd or (CMD_PAPER if len(hubs) > 4 else CMD_SUBSET.format(models=aliases(hubs)))
         claims.append(Claim(cid + ".run", statement, source, RUN if have else NEEDS_RUN, expected,
-                            f"+-{RSA_TOL}", check if have else None, command=None if have else command, models=hubs))
+                            f"+-{RSA_TOL}", check if have else None, command=None if have else command, models=hubs,
+                            runs=tuple(_rid(p) for p in picked) if have else ()))
 
     def pairs(hubs):
         return lambda: [(a, b) for i, a in enumerate(hubs) for b in hubs[i + 1:]]
@@ -1007,7 +1025,8 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
         claims.append(Claim(f"S3.5.size_table.{key}.run", f"Spearman({pred}, {outcome}) over "
                             "the twelve runs", "Section 3.5", RUN if have_all else NEEDS_RUN, exp["rho"],
                             f"rho +-{SIZE_RHO_RUN_TOL}", size_run if have_all else None,
-                            command=None if have_all else CMD_PAPER, models=tuple(allh)))
+                            command=None if have_all else CMD_PAPER, models=tuple(allh),
+                            runs=tuple(_rid(_pick(ctx, h)) for h in allh) if have_all else ()))
 
     # Section 4.2: the equivalence test on Llama-3.2-3B-Instruct.
     eq = ctx.runs_root / L32I.replace("/", "_") / "equivalence.json"
@@ -1036,7 +1055,8 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
 
         claims.append(Claim("S4.2.equivalence.run", "TL vs HF on Llama-3.2-3B-Instruct at the best layer (11): numerically "
                             "equivalent", "Section 4.2; Section 2.4", RUN, exp42,
-                            "layer +-1 flagged; cos >= 0.9999; RDM rho >= 0.999; rel Frobenius <= 1e-3", s42, models=(L32I,)))
+                            "layer +-1 flagged; cos >= 0.9999; RDM rho >= 0.999; rel Frobenius <= 1e-3", s42, models=(L32I,),
+                            runs=(f"{eq.parent.name}/{eq.name}",)))
     else:
         claims.append(Claim("S4.2.equivalence.run", "TL vs HF on Llama-3.2-3B-Instruct at the best layer (11): numerically "
                             "equivalent", "Section 4.2; Section 2.4", NEEDS_RUN, exp42,
@@ -1051,9 +1071,10 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
     return claims
 
 
-def claims_registry(root: Path = REPO) -> list[Claim]:
-    """Every claim for the tree at ``root`` (run and needs-run claims depend on the runs present)."""
-    ctx = Ctx(root)
+def claims_registry(root: Path = REPO, stimuli_set: str | None = None) -> list[Claim]:
+    """Every claim for the tree at ``root`` (run and needs-run claims depend on the runs present, picked on
+    ``stimuli_set`` first)."""
+    ctx = Ctx(root, stimuli_set)
     run_claims, covered = _run_claims(ctx)
     claims = _paper_only_claims(ctx) + _release_claims(ctx) + run_claims + _needs_run_claims(ctx, covered)
     seen: set[str] = set()
@@ -1068,7 +1089,7 @@ def claims_registry(root: Path = REPO) -> list[Claim]:
 def evaluate(claim: Claim, ctx: Ctx) -> dict:
     out = {"id": claim.id, "statement": claim.statement, "source": claim.source, "kind": claim.kind,
            "expected": claim.expected, "got": None, "tolerance": claim.tolerance, "status": NOT_RUN, "note": "",
-           "command": claim.command, "models": list(claim.models)}
+           "command": claim.command, "models": list(claim.models), "runs": list(claim.runs)}
     if claim.kind == NEEDS_RUN or claim.check is None:
         out["note"] = f"needs a run: {claim.command}" if claim.command else "needs a run"
         return out
@@ -1102,20 +1123,23 @@ def _findings(claims: list[dict]) -> list[dict]:
     return out
 
 
-def run_verify(root: Path = REPO, write: bool = True) -> VerifyResult:
-    """Integrity, then every claim; writes artifacts/verify/verify.{json,md} under ``root`` when ``write``."""
+def run_verify(root: Path = REPO, write: bool = True, stimuli_set: str | None = None) -> VerifyResult:
+    """Integrity, then every claim; writes artifacts/verify/verify.{json,md} under ``root`` when ``write``.
+    Paper models' runs are picked on ``stimuli_set`` first (default: the shipped set); see ``PICK_RULES``."""
     root = Path(root)
     integrity = checksums.integrity(root)
-    ctx = Ctx(root)
+    ctx = Ctx(root, stimuli_set)
     try:
-        claims = [evaluate(c, ctx) for c in claims_registry(root)]
+        claims = [evaluate(c, ctx) for c in claims_registry(root, stimuli_set)]
     except Exception as exc:  # reference data too broken to even list the claims
         claims = [{"id": "registry", "statement": "the claims registry can be built from the reference data",
                    "source": "artifacts/reference", "kind": DERIVED, "expected": "loads", "got": None, "tolerance": "",
-                   "status": FAIL, "note": f"error: {type(exc).__name__}: {exc}", "command": None, "models": []}]
+                   "status": FAIL, "note": f"error: {type(exc).__name__}: {exc}", "command": None, "models": [],
+                   "runs": []}]
     summary = {s: sum(c["status"] == s for c in claims) for s in STATUSES}
     summary["integrity"] = ", ".join(f"{Path(r['manifest']).stem} {r['status']}" for r in integrity if r["path"] is None)
     code = 2 if checksums.integrity_failed(integrity) else 1 if summary[FAIL] else 0
+    summary["runs_rule"] = PICK_RULES.format(stimuli=ctx.stimuli_set)
     res = VerifyResult(root=root, claims=claims, integrity=integrity, exit_code=code, summary=summary,
                        findings=_findings(claims))
     if write:
@@ -1213,10 +1237,25 @@ def markdown_section(results: VerifyResult | dict) -> str:
             by_cmd.setdefault(c.get("command") or "-", []).append(c["id"])
         for cmd, ids in by_cmd.items():
             L.append(f"- `{cmd}`: {', '.join('`' + i + '`' for i in ids)}")
+    read = _runs_read(claims)
+    if read:
+        L += ["", "### Runs the claims read", "", (s.get("runs_rule") or "") + ".", "",
+              "| run | claims |", "|---|---|"]
+        L += [f"| `{run}` | {', '.join('`' + i + '`' for i in ids)} |" for run, ids in read.items()]
     fails = [c for c in claims if c["status"] == FAIL]
     if fails:
         L += ["", "### Failures", ""] + [f"- `{c['id']}`: {c['note']}" for c in fails]
     return "\n".join(L) + "\n"
+
+
+def _runs_read(claims: list[dict]) -> dict[str, list[str]]:
+    """run (or run file) -> the ids of the claims that read it, for the claims that were checked."""
+    out: dict[str, list[str]] = {}
+    for c in claims:
+        if c["status"] != NOT_RUN:
+            for run in c.get("runs") or []:
+                out.setdefault(run, []).append(c["id"])
+    return dict(sorted(out.items()))
 
 
 def print_table(res: VerifyResult, file=None) -> None:
@@ -1258,11 +1297,14 @@ def print_table(res: VerifyResult, file=None) -> None:
     for c in res.claims:
         if c["status"] == FAIL:
             con.print(f"[bold red]FAIL[/] {c['id']}: {c['note']}", highlight=False)
+    read = _runs_read(res.claims)
+    if read:
+        con.print(f"Runs read ({res.summary.get('runs_rule')}): " + ", ".join(read), highlight=False)
     con.print(_summary_line(res), highlight=False)
 
 
-def main(json_only: bool = False, root: Path = REPO) -> int:
-    res = run_verify(root)
+def main(json_only: bool = False, root: Path = REPO, stimuli_set: str | None = None) -> int:
+    res = run_verify(root, stimuli_set=stimuli_set)
     if json_only:
         print(json.dumps(_json_safe(res.to_dict()), indent=2))
     else:

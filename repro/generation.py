@@ -62,7 +62,7 @@ import torch
 from . import artifacts
 from .models import ModelSpec, resolve
 from .stimuli import GENERATION_EMOTIONS, load_generation_templates, load_neutral_template, load_neutral_topics
-from .stimuli.sets import StimulusSet, load_loose_prompts, resolve_set, shipped
+from .stimuli.sets import StimulusSet, load_loose_prompts, resolve_set, run_stimuli_set, shipped
 
 SCHEMA = "emogeo.generation/1"
 POSITIONS = ("mid", "last")
@@ -482,15 +482,6 @@ def rdm_spearman(a, b) -> float:
     iu = np.triu_indices(a.shape[0], k=1)
     rho = spearmanr(a[iu], b[iu]).statistic
     return float(rho)
-
-
-def run_stimuli_set(meta: dict) -> str | None:
-    """The stimulus set a run used (None: a loose --stimuli file). Runs from before sets were recorded
-    used the shipped set."""
-    stim = meta.get("stimuli")
-    if not isinstance(stim, dict):
-        return shipped().name
-    return stim.get("set") or (shipped().name if stim.get("default") else None)
 
 
 def find_comprehension_run(slug: str, stimuli_set: str | None = None) -> Path | None:

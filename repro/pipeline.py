@@ -95,8 +95,12 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
         yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss)
 
 
-def _closing_stages():
-    """Checksums of the runs, the claims check, then the report (which embeds the verify section)."""
+def _closing_stages(stimuli_set: str | None = None):
+    """Checksums of the runs, the claims check, then the report (which embeds the verify section); both
+    pick each model's runs on ``stimuli_set`` first (default: the shipped set)."""
+    from analysis.runs import AnalysisConfig
+
+    cfg = AnalysisConfig(stimuli_set=stimuli_set)
 
     def checksums():
         from analysis.checksums import write_all
@@ -106,13 +110,13 @@ def _closing_stages():
     def verify():
         from analysis.verify import run_verify
 
-        res = run_verify(write=True)
+        res = run_verify(write=True, stimuli_set=stimuli_set)
         return "artifacts/verify/verify.json", f"verify exit code {res.exit_code} (invoke verify re-checks)"
 
     def report():
         from analysis.report import build_report
 
-        return build_report(from_reference=False), ""
+        return build_report(from_reference=False, config=cfg), ""
 
     # The first report pass writes runs/<slug>/decomposition.json; the checksums then cover it, and the
     # second pass embeds the verify section (it leaves decomposition.json alone when the numbers agree).
@@ -138,7 +142,7 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
             results.append(StageResult(spec.alias, name, status, round(time.perf_counter() - t0, 1),
                                        str(out) if out else None, note))
     if opt.report:
-        for name, fn in _closing_stages():
+        for name, fn in _closing_stages(opt.stimuli_set):
             print(f"\n=== {name} ===", flush=True)
             t0 = time.perf_counter()
             try:

@@ -100,7 +100,8 @@ def classify(samples: list[dict]) -> dict:
 def load_comprehension(slug: str, alias: str, stimuli_set: str | None = None) -> tuple[Path, dict, torch.Tensor]:
     """The model's comprehension run (on ``stimuli_set`` when one is named: vectors from one set are never
     steered with another set's scenarios)."""
-    from .generation import find_comprehension_run, run_stimuli_set
+    from .generation import find_comprehension_run
+    from .stimuli.sets import run_stimuli_set
 
     run = find_comprehension_run(slug, stimuli_set)
     flag = f" --stimuli-set {stimuli_set}" if stimuli_set else ""

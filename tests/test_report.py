@@ -54,3 +54,52 @@ def test_report_entry_point_signature(mode):
     sig = inspect.signature(build_report)
     assert list(sig.parameters)[:2] == ["from_reference", "root"]
     assert sig.parameters["from_reference"].default is False
+
+
+def test_two_stimulus_sets_side_by_side_and_the_report_names_the_run_it_used(tmp_path):
+    """Issue 21: one model extracted on two stimulus sets leaves two runs; the comparisons read the shipped
+    set's run unless another set is asked for, and Table A1 and the overview say which."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from analysis.runs import AnalysisConfig
+    from analysis.tables import compute
+    from test_tables_figures import make_fake_runs
+
+    root = tmp_path / "art"
+    make_fake_runs(root, generation=False, extras=False)
+    ours = root / "runs" / "Qwen_Qwen2.5-1.5B" / "comprehension-fp32-hf"
+    theirs = ours.with_name("comprehension-fp32-hf-stim12345678")
+    shutil.copytree(ours, theirs)
+    meta = json.loads((theirs / "metadata.json").read_text())
+    meta["stimuli"] = {"default": False, "set": "authors", "sha256": "12345678" + "0" * 56}
+    rdm = np.asarray(meta["rdm"])
+    perm = np.random.default_rng(1).permutation(len(rdm))
+    meta["rdm"] = rdm[np.ix_(perm, perm)].tolist()  # another geometry: the pairs would change if it were read
+    (theirs / "metadata.json").write_text(json.dumps(meta))
+    cfg = dict(n_perm=50, n_boot=20, n_splits=3)
+
+    def used_and_rho(stimuli_set):
+        res = compute(False, root, AnalysisConfig(stimuli_set=stimuli_set, **cfg))
+        used = {u["run"] for u in res["runs_used"] if u["model"] == "Qwen/Qwen2.5-1.5B"}
+        rows = {r["run"]: r["used"] for r in res["table_a1"] if r["model"] == "Qwen/Qwen2.5-1.5B"}
+        rho = [p["rho"] for p in res["pairs"] if "Qwen2.5-1.5B" in p["a"] + p["b"]]
+        return used, rows, rho, res
+
+    used, rows, rho_ours, res = used_and_rho(None)
+    assert used == {"Qwen_Qwen2.5-1.5B/comprehension-fp32-hf"}
+    assert rows == {"Qwen_Qwen2.5-1.5B/comprehension-fp32-hf": True,
+                    "Qwen_Qwen2.5-1.5B/comprehension-fp32-hf-stim12345678": False}  # both listed, side by side
+    assert "stimulus set 'emogeo' first" in res["runs_used_rules"]
+    used, rows, rho_theirs, _ = used_and_rho("authors")
+    assert used == {"Qwen_Qwen2.5-1.5B/comprehension-fp32-hf-stim12345678"}
+    assert rho_ours != rho_theirs  # the comparisons really read the other run
+    index = build_report(from_reference=False, root=root, config=AnalysisConfig(**cfg))
+    md = index.read_text()
+    assert "Runs used for the comparisons" in md
+    assert "`Qwen_Qwen2.5-1.5B/comprehension-fp32-hf` (stimuli emogeo" in md
+    a1 = (root / "tables" / "table_a1.csv").read_text().splitlines()
+    assert a1[0].split(",")[:4] == ["model", "run", "used", "stimuli"]
+    assert any("comprehension-fp32-hf-stim12345678,no,authors" in line for line in a1)

@@ -258,3 +258,30 @@ def test_decomposition_json_structure(tree):
     (d / "decomposition.json").write_text(json.dumps({"layers": layers}))
     assert _by_id(vf.run_verify(tree, write=False))["run.mistralai_Mistral-7B-Instruct-v0.3.decomposition"]["status"] \
         == vf.FAIL
+
+
+def test_claims_pick_the_shipped_set_unless_asked_and_name_their_runs(tree):
+    """Issue 21: a paper model extracted on two stimulus sets; the run claims read the shipped set's run
+    (or the asked set's) and say which runs they read."""
+    runs = {}
+    for hub, seed in (("Qwen/Qwen2.5-1.5B-Instruct", 1), ("meta-llama/Llama-3.2-3B-Instruct", 2)):
+        d, _ = _run(tree, hub, best=15 if "Qwen" in hub else 11, seed=seed + 10)
+        theirs = d.with_name(d.name + "-stim12345678")
+        d.rename(theirs)
+        meta = json.loads((theirs / "metadata.json").read_text())
+        meta["stimuli"] = {"default": False, "set": "authors", "sha256": "12345678" + "0" * 56}
+        (theirs / "metadata.json").write_text(json.dumps(meta))
+        runs[hub, "authors"] = theirs
+        runs[hub, "emogeo"] = _run(tree, hub, best=15 if "Qwen" in hub else 11, seed=seed)[0]  # ours
+    cid = "S3.2.qwen_i_vs_llama32_i.spearman.run"
+    for stimuli_set in (None, "authors"):
+        res = vf.run_verify(tree, write=False, stimuli_set=stimuli_set)
+        c = _by_id(res)[cid]
+        want = [f"{runs[h, stimuli_set or 'emogeo'].parent.name}/{runs[h, stimuli_set or 'emogeo'].name}"
+                for h in ("Qwen/Qwen2.5-1.5B-Instruct", "meta-llama/Llama-3.2-3B-Instruct")]
+        assert c["runs"] == want
+        md = vf.markdown_section(res)
+        assert "### Runs the claims read" in md and f"stimulus set '{stimuli_set or 'emogeo'}' first" in md
+        assert f"| `{want[0]}` |" in md and cid in md.split("### Runs the claims read")[1]
+    ours = _by_id(vf.run_verify(tree, write=False))[cid]["got"]
+    assert ours != _by_id(vf.run_verify(tree, write=False, stimuli_set="authors"))[cid]["got"]

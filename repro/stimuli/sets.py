@@ -91,6 +91,15 @@ def shipped() -> StimulusSet:
     return StimulusSet(DEFAULT_SET, DATA_DIR)
 
 
+def run_stimuli_set(meta: dict) -> str | None:
+    """The stimulus set a run's metadata records (None: a loose --stimuli file). Runs written before sets
+    were recorded used the shipped set."""
+    stim = meta.get("stimuli")
+    if not isinstance(stim, dict):
+        return DEFAULT_SET
+    return stim.get("set") or (DEFAULT_SET if stim.get("default", True) else None)
+
+
 def resolve_set(name: str | None) -> StimulusSet:
     """``None`` or ``emogeo``: the shipped set. Any other name: an imported set under sets_dir()."""
     if name in (None, "", DEFAULT_SET):
