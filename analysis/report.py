@@ -66,7 +66,7 @@ def _overview(res: dict) -> list[str]:
                      (":" if present else " - nothing has been run yet (`invoke reproduce`)."))
         lines += [f"- `{p}`" for p in present]
         if res.get("runs_used"):
-            lines += ["", "Runs used for the comparisons (" + res["runs_used_rules"] + "):"]
+            lines += ["", "Runs used for the comparisons (" + res["runs_used_rules"].rstrip(".") + "):"]
             lines += [f"- {u['label']}: `{u['run']}` (stimuli {u['stimuli']}, {u['dtype']}, {u['backend']})"
                       for u in res["runs_used"]]
         if res.get("skipped"):

@@ -64,6 +64,15 @@ def _f(x) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def stimuli_label(meta: dict) -> str:
+    """The run's stimulus set by name, or ``file <name>`` for a loose ``--stimuli`` file."""
+    name = run_stimuli_set(meta)
+    if name:
+        return name
+    comp = (meta.get("stimuli") or {}).get("comprehension")
+    return f"file {Path(str(comp)).name}" if comp else "file"
+
+
 def short_name(hub_id: str) -> str:
     """'meta-llama/Llama-3.2-3B-Instruct' -> 'Llama-3.2-3B-I', 'mistralai/Mistral-7B-Instruct-v0.3' ->
     'Mistral-7B-v0.3-I'; other names keep their own spelling ('google/gemma-3-1b-it' -> 'gemma-3-1b-it')."""
@@ -88,8 +97,8 @@ class ComprehensionRun:
 
     @property
     def stimuli_set(self) -> str:
-        """The stimulus set the run read ('file' for a loose --stimuli file)."""
-        return run_stimuli_set(self.meta) or "file"
+        """The stimulus set the run read ('file <name>' for a loose --stimuli file)."""
+        return stimuli_label(self.meta)
 
     @property
     def model(self) -> dict:
@@ -247,7 +256,7 @@ class GenerationRun:
 
     @property
     def stimuli_set(self) -> str:
-        return run_stimuli_set(self.meta) or "file"
+        return stimuli_label(self.meta)
 
     @property
     def at_preset(self) -> bool:

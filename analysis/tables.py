@@ -546,8 +546,8 @@ def table_a1(res: dict) -> Table:
         if r.get("method_departures"):
             notes.append(f"{r['model']} ({r['run']}) is NOT the paper's method: {'; '.join(r['method_departures'])}.")
     if res["mode"] == "runs" and res.get("runs_used_rules"):
-        notes.append("used: the one run per model that every comparison (RDM-of-RDMs, pairs, summaries, figures) "
-                     "reads; " + res["runs_used_rules"])
+        notes.append("used: 'yes' marks the run each model contributes to every comparison (RDM-of-RDMs, pairs, "
+                     "summaries, figures): " + res["runs_used_rules"])
     if res["mode"] == "runs":
         notes.append("split-half (SB): Spearman-Brown corrected split-half reliability of the best-layer RDM over "
                      f"passages ({res['config']['n_splits']} random splits), the model's noise ceiling; 'too noisy' "
