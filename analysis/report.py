@@ -19,6 +19,12 @@ STAND_IN = ("The embedded models (SmolLM2-135M-Instruct, Gemma-3-270M; dequantis
             "packages) are stand-ins that let the whole pipeline run offline on a CPU. They are not the paper's "
             "twelve 1B-8B fp16 models, and their numbers are not expected to match the paper's.")
 
+STIMULI = ("Stimuli: the shipped set `emogeo` (`repro/stimuli/data/`: passages, neutral sentences, templates, "
+           "topics) is our own, written for this project, not the authors' texts, so runs on it are not expected "
+           "to match the paper's numbers exactly. The authors' stimuli are used with `invoke stimuli "
+           "--import-authors DIR` (DIR: a clone of JihoonJeong/Neural-MRI) and `--stimuli-set authors` on every "
+           "task, or their CSV with `invoke extract --stimuli FILE` (README, 'Stimuli').")
+
 FIG_CAPTIONS = {
     "fig1_rdm_of_rdms": "Figure 1. RDM-of-RDMs: Spearman between every two models' best-layer cosine RDMs; "
                         "models with anisotropy > 0.95 are red and hatched (comparisons unreliable).",
@@ -75,7 +81,10 @@ def _overview(res: dict) -> list[str]:
             lines += [f"- {s}" for s in res["skipped"]]
     lines.append("")
     lines.append(f"> {STAND_IN}")
+    lines.append(">")
+    lines.append(f"> {STIMULI}")
     if res["mode"] == "runs" and res.get("embedded_present"):
+        lines.append(">")
         lines.append(f"> Embedded runs present: {', '.join(short_name(h) for h in res['embedded_present'])}.")
     return lines
 

@@ -99,6 +99,7 @@ def test_two_stimulus_sets_side_by_side_and_the_report_names_the_run_it_used(tmp
     index = build_report(from_reference=False, root=root, config=AnalysisConfig(**cfg))
     md = index.read_text()
     assert "Runs used for the comparisons" in md
+    assert "is our own, written for this project, not the authors' texts" in md  # said plainly
     assert "`Qwen_Qwen2.5-1.5B/comprehension-fp32-hf` (stimuli emogeo" in md
     a1 = (root / "tables" / "table_a1.csv").read_text().splitlines()
     assert a1[0].split(",")[:4] == ["model", "run", "used", "stimuli"]
