@@ -23,12 +23,25 @@ def _user_errors():
     from repro.backends import BackendUnavailableError
     from repro.loading import ModelUnavailableError
     from repro.models import UnknownModelError
+    from repro.protocol import ProtocolError
     from repro.stimuli import StimulusError
 
     try:
         yield
-    except (UnknownModelError, ModelUnavailableError, StimulusError, BackendUnavailableError, ArtifactError) as exc:
+    except (UnknownModelError, ModelUnavailableError, StimulusError, BackendUnavailableError, ArtifactError,
+            ProtocolError) as exc:
         _fail(str(exc))
+
+
+_PROTOCOL_HELP = {"protocol": "paper (default: the procedure behind the published numbers) or corrected (the "
+                              "paper's text); docs/PROTOCOLS.md",
+                  "quirk": "flip single departures on top: ID=on|off[,ID=on|off] (ids in docs/PROTOCOLS.md)"}
+
+
+def _protocol(protocol=None, quirk=None):
+    from repro.protocol import resolve_protocol
+
+    return resolve_protocol(protocol, quirk)
 
 
 # ---- extraction (repro.extraction) ---------------------------------------------------------------
@@ -39,14 +52,15 @@ def _user_errors():
             "stimuli": "a comprehension CSV (ours with a header, or the authors' file as downloaded)",
             "stimuli_set": "stimulus set: emogeo (ours, shipped, the default) or authors "
                            "(after `invoke stimuli --import-authors DIR`)",
-            "force": "recompute even if a finished run exists"})
+            "force": "recompute even if a finished run exists", **_PROTOCOL_HELP})
 def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, stimuli_set=None,
-            force=False):
+            force=False, protocol=None, quirk=None):
     """Comprehension extraction: every layer, centred vectors, layer sweep, descriptors."""
     from repro.extraction import extract as run
 
     with _user_errors():
-        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, stimuli_set=stimuli_set, force=force)
+        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, stimuli_set=stimuli_set, force=force,
+            protocol=_protocol(protocol, quirk))
 
 
 @task(help={"import_authors": "a local clone of JihoonJeong/Neural-MRI: read its stimuli (parsing, never running "
@@ -183,13 +197,17 @@ def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precis
 _ANALYSIS_HELP = {"from_reference": "use the paper's reference numbers only (Table A1, released matrices), no runs",
                   "isotropy_d": "All-but-the-Top: principal directions removed (default 2)",
                   "n_perm": "Mantel permutations (default 10000)", "seed": "random seed (default 0)",
-                  "stimuli_set": "the stimulus set whose runs represent each model (default: emogeo, ours)"}
+                  "stimuli_set": "the stimulus set whose runs represent each model (default: emogeo, ours)",
+                  **_PROTOCOL_HELP}
 
 
-def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
+def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None, quirk=None):
     from analysis.runs import AnalysisConfig
 
-    cfg = AnalysisConfig(stimuli_set=stimuli_set or None)
+    with _user_errors():
+        proto = _protocol(protocol, quirk)
+    cfg = AnalysisConfig(stimuli_set=stimuli_set or None,
+                         decomposition_centring="post" if proto.on("decomposition_post_centring") else "stored")
     if isotropy_d is not None:
         cfg.isotropy_d = int(isotropy_d)
     if n_perm is not None:
@@ -200,12 +218,13 @@ def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
 
 
 @task(help=_ANALYSIS_HELP)
-def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
+def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None,
+            quirk=None):
     """RSA, inference, isotropy, decomposition -> artifacts/analysis/results*.json (+ runs/<model>/decomposition.json)."""
     from analysis.tables import compute, write_results
 
     with _user_errors():
-        res = compute(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
+        res = compute(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set, protocol, quirk))
         path = write_results(res)
     s = res.get("summary") or {}
     block = s.get("cross_family_instruct") or {}
@@ -225,32 +244,35 @@ def analyze(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, st
 
 
 @task(help=_ANALYSIS_HELP)
-def tables(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
+def tables(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None,
+           quirk=None):
     """Write every table as CSV + Markdown into artifacts/tables/."""
     from analysis.tables import write_tables
 
     with _user_errors():
-        paths = write_tables(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
+        paths = write_tables(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set, protocol, quirk))
     print(f"{len(paths)} files in {paths[0].parent}")
 
 
 @task(help=_ANALYSIS_HELP)
-def figures(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
+def figures(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None,
+            quirk=None):
     """Render Figures 1-6 (PNG + PDF, byte-stable) into artifacts/figures/."""
     from analysis.figures import write_figures
 
     with _user_errors():
-        paths = write_figures(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
+        paths = write_figures(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set, protocol, quirk))
     print(f"{len(paths)} files in {paths[0].parent}")
 
 
 @task(help=_ANALYSIS_HELP)
-def report(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None):
+def report(c, from_reference=False, isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None,
+           quirk=None):
     """Tables + figures + artifacts/report/index.md and a self-contained index.html."""
     from analysis.report import build_report
 
     with _user_errors():
-        path = build_report(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set))
+        path = build_report(from_reference, config=_analysis_config(isotropy_d, n_perm, seed, stimuli_set, protocol, quirk))
     print(f"report: {path}\n        {path.with_name('index.html')}")
 
 
@@ -335,8 +357,9 @@ def paper_stack_check(c, k=None, venv=None):
                       "or a comma-separated list of aliases/hub ids/dirs",
             "dtype": "comprehension dtype: fp32 (CPU default) or fp16 (the paper's, on GPU)",
             "max_new_tokens": "generation token budget (default: the preset's 256)",
-            "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages"})
-def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False):
+            "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages", **_PROTOCOL_HELP})
+def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
+              quirk=None):
     """Run every stage of the study on the chosen models, then write the report."""
     from repro.loading import default_device
     from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
@@ -353,6 +376,7 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set
                            generations_per_template=budget.get("generations_per_template"), force=force,
                            stimuli_set=stimuli_set)
     with _user_errors():
+        opt.protocol = _protocol(protocol, quirk)
         results = run(models, opt)
     print_summary(results)
     from repro.artifacts import runs_dir

@@ -9,6 +9,14 @@ Conditions for one model:
 Layers (RDM Spearman of the two conditions, aligned on shared emotion names, so A is cut to 20):
   L1 A-C method, L2 B-C sub-parameters, L3 C-D precision, L4 A-D the conflated cross-experiment statistic.
 
+Centring (``CENTRING``). The paper's numbers were computed by the authors' analysis
+(``paper5/analysis/finding8_3layer.py``), which post-centres every condition's vectors over its own emotions
+(A over its 21, B-D over their 20: subtract the set's mean vector), then restricts both to the shared
+emotions and compares cosine RDMs. The paper's text does not say so (docs/PROTOCOLS.md, departure
+``decomposition_post_centring``). The default here is that analysis, recomputed from each run's saved
+vectors; ``stored`` compares the runs' stored RDMs instead (generation vectors un-centred), an explicitly
+named variant that is not the paper's.
+
 Reading of L4 against L3 (Section 4.3.4): if the conflated rho is larger than the precision-only rho, taking
 A-vs-D as a precision measure *over-estimates* it (Mistral 7B: 0.409 vs 0.215, ratio 1.90); if smaller, it
 *under-estimates* it (Llama 3.1 8B: 0.325 vs 0.527, ratio 0.62).
@@ -16,10 +24,14 @@ A-vs-D as a precision measure *over-estimates* it (Mistral 7B: 0.409 vs 0.215, r
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from repro import artifacts
 
+from .descriptors import cosine_matrix
 from .rsa import RDM, AlignmentError, compare
 from .runs import AnalysisConfig, GenerationRun, Runs, collect, short_name
 
@@ -32,6 +44,11 @@ LAYERS: tuple[tuple[str, str, str, str], ...] = (
     ("L4_A_vs_D", "A", "D", "conflated cross-experiment statistic (method + sub-parameters + precision)"),
 )
 LAYER_KEYS = tuple(k for k, *_ in LAYERS)
+CENTRING = {
+    "post": "each condition's vectors minus their mean over all of its own emotions, then restricted to the "
+            "shared emotions (the authors' analysis: the published numbers)",
+    "stored": "the runs' stored RDMs as they are, without post-centring (NOT the paper's analysis)",
+}
 QUANTISED = ("int8", "nf4", "int4", "q8", "8bit", "4bit")
 UNQUANTISED_PREFERENCE = ("fp16", "bf16", "fp32")
 
@@ -52,6 +69,23 @@ def reading(l3: float | None, l4: float | None) -> dict:
         text = (f"conflated A-vs-D rho {l4:.3f} vs precision-only C-vs-D rho {l3:.3f} ({rtxt}): read as a "
                 f"precision measure, the conflated statistic {direction} it")
     return {"direction": direction, "ratio": ratio, "text": text}
+
+
+def post_centre(vectors: np.ndarray) -> np.ndarray:
+    """Subtract the set's mean vector from each of its rows ([k, d] -> [k, d])."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return v - v.mean(axis=0, keepdims=True)
+
+
+def condition_rdm(run, centring: str = "post") -> RDM:
+    """The RDM a condition contributes: from the run's saved vectors, post-centred over all of its own
+    emotions (``post``), or the RDM stored in its metadata (``stored``)."""
+    if centring not in CENTRING:
+        raise ValueError(f"unknown decomposition centring {centring!r}; use one of {', '.join(CENTRING)}")
+    stored = run.rdm()
+    if centring == "stored":
+        return stored
+    return replace(stored, matrix=cosine_matrix(post_centre(run.condition_vectors())))
 
 
 def decompose(conditions: dict[str, RDM | None], model: str, n_perm: int = 0, seed: int = 0) -> dict:
@@ -123,10 +157,21 @@ def decomposition_from_runs(slug: str, runs: Runs | None = None, root=None, conf
     cfg = config or AnalysisConfig()
     runs = runs or collect(root)
     chosen = select_conditions(runs, slug, cfg)
-    rdms = {k: (r.rdm() if r is not None else None) for k, r in chosen.items()}
+    rdms, unreadable = {}, {}
+    for k, r in chosen.items():
+        try:
+            rdms[k] = condition_rdm(r, cfg.decomposition_centring) if r is not None else None
+        except (artifacts.ArtifactError, ValueError, KeyError, IndexError) as exc:  # one bad run: its layers say why
+            rdms[k], unreadable[k] = None, f"{r.slug}/{r.kind}: {exc}"
     model = next((r.hub_id for r in chosen.values() if r is not None), slug)
     out = decompose(rdms, model, n_perm=cfg.n_perm, seed=cfg.seed)
+    for key, x, y, _ in LAYERS:
+        bad = [unreadable[c] for c in (x, y) if c in unreadable]
+        if bad:
+            out["layers"][key].update(status="refused: " + "; ".join(bad))
+            out["layers"][key].pop("missing", None)
     out["source"] = "runs"
+    out["centring"] = {"mode": cfg.decomposition_centring, "meaning": CENTRING[cfg.decomposition_centring]}
     out["label"] = short_name(model)
     out["conditions"] = {
         k: (None if r is None else {"run": f"{r.slug}/{r.kind}", "n_emotions": len(r.emotions),

@@ -40,6 +40,7 @@ class AnalysisConfig:
     dtype_preference: tuple[str, ...] = ("fp16", "bf16", "fp32")  # which comprehension run represents a model
     backend_preference: tuple[str, ...] = ("tl", "hf")
     stimuli_set: str | None = None  # the set whose runs represent a model (None: the shipped set, ours)
+    decomposition_centring: str = "post"  # analysis.decomposition.CENTRING: "post" (the paper's) or "stored"
 
 
 def artifacts_root(root=None) -> Path:
@@ -232,6 +233,10 @@ class ComprehensionRun:
         """vectors.safetensors as float64 numpy arrays (loaded once)."""
         return self._tensors
 
+    def condition_vectors(self) -> np.ndarray:
+        """The 21 emotion vectors at the best layer [21, d] (a condition of the decomposition)."""
+        return self.tensors()["vectors"][self.best_layer]
+
     def has_tensors(self) -> bool:
         return (self.path / "vectors.safetensors").exists()
 
@@ -288,6 +293,13 @@ class GenerationRun:
     @property
     def emotions(self) -> tuple[str, ...]:
         return tuple(self.meta.get("emotions") or ())
+
+    def condition_vectors(self) -> np.ndarray:
+        """The run's per-emotion vectors at its layer [20, d], in the order of ``emotions``."""
+        v = as_array(artifacts.load_vectors(self.path)["vectors"])
+        if v.shape[0] != len(self.emotions):
+            raise ValueError(f"{self.path}: {v.shape[0]} vectors for {len(self.emotions)} emotions")
+        return v
 
     def rdm(self, label: str | None = None) -> RDM:
         m = as_array([[np.nan if v is None else v for v in row] for row in self.meta["rdm"]])

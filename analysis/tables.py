@@ -708,6 +708,10 @@ def table_decomposition(res: dict) -> Table:
              "Reading (Section 4.3.4): L4 > L3 -> the conflated A-vs-D statistic over-estimates the precision-only "
              "similarity; L4 < L3 -> it under-estimates it. Paper: Mistral 0.409 vs 0.215 (over, x1.9); "
              "Llama 3.1 0.325 vs 0.527 (under, x0.62)."]
+    modes = {(d.get("centring") or {}).get("mode") for d in res.get("decomposition") or [] if d.get("source") == "runs"}
+    for mode in sorted(m for m in modes if m):
+        notes.append(f"RDMs from runs ({mode}): {decomp.CENTRING[mode]}; see docs/PROTOCOLS.md "
+                     "(decomposition_post_centring).")
     if not rows:
         return _not_run("decomposition", title, cols, "no generation runs and no reference numbers", notes)
     if res["mode"] == "reference":

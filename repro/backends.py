@@ -41,10 +41,19 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 class HFBackend:
     name = "hf"
 
-    def __init__(self, lm: LoadedModel):
+    def __init__(self, lm: LoadedModel, last_layer_post_norm: bool = False):
         self.lm = lm
         self.base = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.base_model
         self.layers = list(self.base.layers)
+        # Protocol departure `hf_last_layer_post_norm` (docs/PROTOCOLS.md): the authors' HF path read
+        # layer N as hidden_states[N + 1], which for the last layer is the stream AFTER the final norm.
+        self.final_norm = None
+        if last_layer_post_norm:
+            self.final_norm = getattr(self.base, "norm", None) or getattr(self.base, "final_layernorm", None)
+            if self.final_norm is None:
+                raise BackendUnavailableError(
+                    f"{lm.spec.alias}: no final norm found on {type(self.base).__name__} for the quirk "
+                    "hf_last_layer_post_norm; run with --quirk hf_last_layer_post_norm=off")
 
     @property
     def n_layers(self) -> int:
@@ -57,9 +66,17 @@ class HFBackend:
         layers = list(range(self.n_layers)) if layers is None else list(layers)
         out: dict[int, torch.Tensor] = {}
         handles = []
+        last = self.n_layers - 1
         for i in layers:
             def hook(_mod, _inp, output, i=i):
                 hidden = output[0] if isinstance(output, tuple) else output
+                if i == last and self.final_norm is not None:
+                    # hidden_states[-1]: the final norm over the selected positions only (it is per token).
+                    idx = positions.to(hidden.device).reshape(positions.shape[0], -1, 1)
+                    picked = hidden.gather(1, idx.expand(-1, -1, hidden.shape[-1]))
+                    normed = self.final_norm(picked).float()
+                    out[i] = normed.squeeze(1) if positions.dim() == 1 else normed
+                    return
                 out[i] = _gather(hidden, positions)
             handles.append(self.layers[i].register_forward_hook(hook))
         try:

@@ -15,9 +15,11 @@ import torch
 
 from . import artifacts, geometry, stimuli
 from .stimuli.sets import resolve_set
-from .backends import make_backend, method_departures, paper_backend
+from .backends import HFBackend, make_backend, method_departures, paper_backend
 from .loading import LoadedModel, load_model
 from .models import ModelSpec, resolve
+from .protocol import Protocol, resolve_protocol
+from .protocol import suffix as protocol_suffix
 
 REFERENCE_DEPTHS = (25, 50, 75)
 
@@ -122,14 +124,16 @@ def read_last_token(backend, tokenizer, texts: list[str], cfg: ExtractionConfig,
 
 
 def summarize(passage_acts: torch.Tensor, labels: list[str], emotions: tuple[str, ...], neutral_acts: torch.Tensor,
-              cfg: ExtractionConfig) -> tuple[dict, dict]:
-    """Per-emotion means, centring, sweep, anisotropy and descriptors -> (tensors, metadata part)."""
+              cfg: ExtractionConfig, n_anisotropy: int | None = None) -> tuple[dict, dict]:
+    """Per-emotion means, centring, sweep, anisotropy and descriptors -> (tensors, metadata part).
+    ``n_anisotropy``: anisotropy from the first N neutral sentences only (protocol departure
+    ``hf_neutral_first10``); every neutral activation is still saved."""
     L = passage_acts.shape[0]
     lab = torch.tensor([emotions.index(e) for e in labels])
     means = torch.stack([passage_acts[:, lab == k].mean(1) for k in range(len(emotions))], dim=1)  # [L, k, d]
     vectors = geometry.center(means)
     sweep = layer_sweep(vectors, cfg.fragile_margin)
-    aniso = geometry.mean_offdiag(geometry.cosine_matrix(neutral_acts))
+    aniso = geometry.mean_offdiag(geometry.cosine_matrix(neutral_acts[:, :n_anisotropy]))
     aniso_list = [float(a) if math.isfinite(a) else None for a in aniso.tolist()]
     ref = reference_layers(L, sweep["best_layer"], cfg.reference_depths)
     rdms = geometry.cosine_matrix(vectors)
@@ -154,6 +158,7 @@ def summarize(passage_acts: torch.Tensor, labels: list[str], emotions: tuple[str
         "rdm_std": descriptors["best"]["rdm_std"],
         "anisotropy_best": descriptors["best"]["anisotropy"],
         "anisotropy_flag": (descriptors["best"]["anisotropy"] or 0.0) > cfg.anisotropy_threshold,
+        "anisotropy_sentences": int(neutral_acts[:, :n_anisotropy].shape[1]),
     }
     tensors = {
         "vectors": vectors.float(),
@@ -164,11 +169,12 @@ def summarize(passage_acts: torch.Tensor, labels: list[str], emotions: tuple[str
     return tensors, meta
 
 
-def run_kind(dtype: str, backend_name: str, stimuli_suffix: str = "") -> str:
-    """Run folder name: everything that changes the numbers is in it. The default stimuli add nothing;
-    any other stimuli add ``-stim<first 8 hex of their digest>``, so runs on two stimuli sets never share
-    a folder (and never replace each other)."""
-    return f"comprehension-{dtype}-{backend_name}{stimuli_suffix}"
+def run_kind(dtype: str, backend_name: str, stimuli_suffix: str = "", protocol_suffix: str = "") -> str:
+    """Run folder name: everything that changes the numbers is in it. The defaults add nothing; another
+    protocol adds ``-corrected`` or ``-q<hash8>`` (``repro.protocol.suffix``), other stimuli add
+    ``-stim<first 8 hex of their digest>``, so two different runs never share a folder (and never
+    replace each other)."""
+    return f"comprehension-{dtype}-{backend_name}{protocol_suffix}{stimuli_suffix}"
 
 
 def default_stimuli_digest() -> str:
@@ -181,12 +187,15 @@ def stimuli_suffix(digest: str) -> str:
 
 def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", stimuli_path: str | None = None,
             force: bool = False, progress: bool = True, lm: LoadedModel | None = None, device: str | None = None,
-            batch_size: int = 16, padding_side: str = "right", stimuli_set: str | None = None) -> Path:
+            batch_size: int = 16, padding_side: str = "right", stimuli_set: str | None = None,
+            protocol: Protocol | None = None) -> Path:
     """Run (or find) the comprehension extraction of ``model``; returns the run directory.
 
     Stimuli: the named set's passages and neutral sentences (default: our shipped set), or, with
-    ``stimuli_path``, that comprehension CSV with the shipped neutral sentences."""
+    ``stimuli_path``, that comprehension CSV with the shipped neutral sentences. ``protocol`` (default
+    ``paper``) decides each departure of docs/PROTOCOLS.md that applies to the backend that runs."""
     spec = model if isinstance(model, ModelSpec) else resolve(model)
+    proto = protocol or resolve_protocol()
     sset = resolve_set(stimuli_set)
     if stimuli_path and not sset.default:
         raise stimuli.StimulusError("pass either --stimuli FILE or --stimuli-set NAME, not both")
@@ -202,15 +211,22 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
                    "neutral_sentences": sset.describe(), "sha256": stim_digest}
 
     def identity(backend_ran: str) -> dict:
-        # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run.
-        return {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
+        # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run;
+        # by the protocol switches that backend applies (none: the key is left out, as before protocols).
+        out = {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
+        applied = proto.identity(f"extraction-{backend_ran}")
+        return {**out, "protocol": applied} if applied else out
+
+    def kind(backend_ran: str) -> str:
+        applied = proto.identity(f"extraction-{backend_ran}")
+        return run_kind(dtype, backend_ran, suffix, protocol_suffix(f"extraction-{backend_ran}", applied))
 
     if not force:
         # `auto` on a paper model means its Table A1 backend only: a finished run on the other backend
         # is a different method and must never be picked up in its place.
         auto = (paper_backend(spec),) if spec.is_paper_model else ("tl", "hf")
         for name in (auto if backend == "auto" else (backend,)):
-            cand = artifacts.run_dir(spec.slug, run_kind(dtype, name, suffix))
+            cand = artifacts.run_dir(spec.slug, kind(name))
             if artifacts.finished(cand, identity(name)):
                 if progress:
                     print(f"[extract] {spec.alias}: finished run found, skipping: {cand}")
@@ -221,8 +237,10 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         lm = lm or load_model(spec, dtype, device)
     with timer("backend"):
         be, reason = make_backend(lm, backend)
+        if be.name == "hf" and proto.on("hf_last_layer_post_norm"):
+            be = HFBackend(lm, last_layer_post_norm=True)  # the same hooks, and the authors' final norm
     departures = method_departures(spec, be.name)
-    final = artifacts.run_dir(spec.slug, run_kind(dtype, be.name, suffix))
+    final = artifacts.run_dir(spec.slug, kind(be.name))
     store = artifacts.PartialStore(final, identity(be.name))
     texts = [p.text for p in passages]
     bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
@@ -232,7 +250,9 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     if bar is not None:
         bar.close()
     with timer("summarize"):
-        tensors, meta = summarize(pacts, [p.emotion for p in passages], stimuli.EMOTIONS, nacts, cfg)
+        first10 = be.name == "hf" and proto.on("hf_neutral_first10")  # the authors' HF anisotropy baseline
+        tensors, meta = summarize(pacts, [p.emotion for p in passages], stimuli.EMOTIONS, nacts, cfg,
+                                  n_anisotropy=10 if first10 else None)
     metadata = {
         "schema": "emogeo.comprehension/1",
         "kind": "comprehension",
@@ -258,6 +278,8 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         **meta,
         "stimuli_sha256": stim_digest,
         "stimuli": stim_record,  # which passages: the report and verify prefer the shipped (default) set
+        # docs/PROTOCOLS.md: the protocol asked for, the switches this backend applied, what is pending.
+        "protocol": proto.record(f"extraction-{be.name}"),
         "env": artifacts.environment(lm.device),
         "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
         "created_unix": int(time.time()),

@@ -22,8 +22,11 @@ def expected_name(meta: dict) -> str | None:
     try:
         if kind == "comprehension":
             from .extraction import run_kind, stimuli_suffix
+            from .protocol import suffix as protocol_suffix
 
-            return run_kind(meta["dtype"], meta["backend"], stimuli_suffix(meta["stimuli_sha256"]))
+            applied = (meta.get("protocol") or {}).get("applied")  # runs before protocols: switches off
+            return run_kind(meta["dtype"], meta["backend"], stimuli_suffix(meta["stimuli_sha256"]),
+                            protocol_suffix(f"extraction-{meta['backend']}", applied))
         if kind == "generation":
             from .generation import GenerationConfig, generation_kind
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import artifacts
 from .models import ModelSpec, resolve_many
+from .protocol import Protocol
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ReproduceOptions:
     report: bool = True
     force: bool = False
     stimuli_set: str | None = None  # None: our shipped set; "authors" after `invoke stimuli --import-authors`
+    protocol: Protocol | None = None  # None: `paper` (repro.protocol; docs/PROTOCOLS.md)
     extra: dict = field(default_factory=dict)
 
 
@@ -48,7 +50,7 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
     from .extraction import extract
 
     ss = opt.stimuli_set
-    yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force, stimuli_set=ss)
+    yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force, stimuli_set=ss, protocol=opt.protocol)
 
     def equivalence():
         from .backends import BackendUnavailableError, tl_supports
@@ -95,12 +97,13 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
         yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss)
 
 
-def _closing_stages(stimuli_set: str | None = None):
+def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = None):
     """Checksums of the runs, the claims check, then the report (which embeds the verify section); both
     pick each model's runs on ``stimuli_set`` first (default: the shipped set)."""
     from analysis.runs import AnalysisConfig
 
-    cfg = AnalysisConfig(stimuli_set=stimuli_set)
+    post = protocol is None or protocol.on("decomposition_post_centring")
+    cfg = AnalysisConfig(stimuli_set=stimuli_set, decomposition_centring="post" if post else "stored")
 
     def checksums():
         from analysis.checksums import write_all
@@ -142,7 +145,7 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
             results.append(StageResult(spec.alias, name, status, round(time.perf_counter() - t0, 1),
                                        str(out) if out else None, note))
     if opt.report:
-        for name, fn in _closing_stages(opt.stimuli_set):
+        for name, fn in _closing_stages(opt.stimuli_set, opt.protocol):
             print(f"\n=== {name} ===", flush=True)
             t0 = time.perf_counter()
             try:

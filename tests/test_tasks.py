@@ -35,3 +35,11 @@ def test_offline_hub_model_says_so(tmp_path):
     proc = _invoke("extract", "--model", "qwen2.5-1.5b", env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2
     assert "Qwen/Qwen2.5-1.5B" in proc.stderr and "hub" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_protocol_and_malformed_quirk_are_one_line():
+    proc = _invoke("extract", "--protocol", "faithful")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "unknown protocol 'faithful'" in proc.stderr and "--protocol corrected" in proc.stderr
+    proc = _invoke("report", "--quirk", "hf_neutral_first10=maybe")
+    assert proc.returncode == 2 and "write ID=on or ID=off" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,130 @@
+"""Protocols: the procedure that produced the published numbers (``paper``, the default) or the paper's text
+(``corrected``).
+
+The procedure behind the published numbers departs from the paper's text in a few places. Each such place
+is one ``Departure`` below; docs/PROTOCOLS.md is the same table for readers, with what each one changes.
+A protocol gives each departure's switch a value. ``--protocol paper|corrected`` chooses a named set of
+values, and ``--quirk ID=on|off[,ID=on|off]`` flips single switches on top of it.
+
+Only what a run actually applied goes into its identity (``Protocol.identity(stage)``): the switches of
+its stage that are implemented. A switch still marked pending never changes a number, so it never changes
+a run's name either. Every artifact records the protocol it was asked for, what was applied, and what is
+still pending.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stages a departure can change; a run belongs to one.
+STAGES = ("extraction-hf", "extraction-tl", "generation-loose", "analysis")
+PROTOCOL_NAMES = ("paper", "corrected")
+
+
+@dataclass(frozen=True)
+class Departure:
+    id: str
+    stage: str
+    authors: str  # what the authors' code does (the switch on)
+    where: str  # where in their code
+    corrected_on: bool  # the switch under `corrected` (True where the departure IS the paper's analysis)
+    implemented: bool  # False: emogeo cannot do it yet and runs the corrected behaviour, said in the record
+
+
+DEPARTURES: tuple[Departure, ...] = (
+    Departure("decomposition_post_centring", "analysis",
+              "each condition's vectors centred over all of its own emotions before its RDM, then restricted "
+              "to the shared emotions", "paper5/analysis/finding8_3layer.py (compare, post_center)",
+              corrected_on=True, implemented=True),
+    Departure("hf_neutral_first10", "extraction-hf",
+              "anisotropy baseline from the first 10 of the 20 neutral sentences",
+              "scripts/paper5_extract.py (compute_anisotropy_hf)", corrected_on=False, implemented=False),
+    Departure("hf_last_layer_post_norm", "extraction-hf",
+              "the last layer read after the final norm (hidden_states[-1])",
+              "scripts/paper5_extract.py (extract_vectors_hf)", corrected_on=False, implemented=False),
+    Departure("tl_to_tokens_bos", "extraction-tl",
+              "texts tokenised with TransformerLens to_tokens (its per-model prepend-BOS default)",
+              "scripts/paper5_extract.py (extract_vectors_at_layer, compute_anisotropy)",
+              corrected_on=False, implemented=False),
+    Departure("loose_no_top_k_unseeded", "generation-loose",
+              "loose generation sampled with TransformerLens generate defaults: no top_k, no seed",
+              "scripts/paper5_extract.py (extract_vectors_generation)", corrected_on=False, implemented=False),
+)
+BY_ID = {d.id: d for d in DEPARTURES}
+
+
+class ProtocolError(ValueError):
+    """A protocol or quirk the user named does not exist or is malformed (one line naming the fix)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    switches: tuple[tuple[str, bool], ...]  # every departure id with its value, in DEPARTURES order
+
+    def on(self, departure_id: str) -> bool:
+        """Is the departure applied? (asked for AND implemented)."""
+        d = BY_ID[departure_id]
+        return dict(self.switches)[departure_id] and d.implemented
+
+    @property
+    def name(self) -> str:
+        """``paper`` or ``corrected`` when the switches are exactly one of them, else ``custom``."""
+        for name in PROTOCOL_NAMES:
+            if self.switches == named(name).switches:
+                return name
+        return "custom"
+
+    def identity(self, stage: str) -> dict[str, bool]:
+        """What changes the numbers of a run of ``stage``: its implemented switches (empty when none)."""
+        return {d.id: dict(self.switches)[d.id] for d in DEPARTURES if d.stage == stage and d.implemented}
+
+    def record(self, stage: str) -> dict:
+        """What an artifact of ``stage`` writes down: asked, applied, and what was asked but is pending."""
+        asked = dict(self.switches)
+        return {"name": self.name, "asked": asked, "applied": self.identity(stage),
+                "pending": [d.id for d in DEPARTURES if d.stage == stage and not d.implemented
+                            and asked[d.id] != d.corrected_on]}
+
+
+def named(name: str) -> Protocol:
+    if name not in PROTOCOL_NAMES:
+        raise ProtocolError(f"unknown protocol {name!r}: use --protocol paper (the published numbers' "
+                            "procedure, the default) or --protocol corrected (the paper's text)")
+    return Protocol(tuple((d.id, True if name == "paper" else d.corrected_on) for d in DEPARTURES))
+
+
+def resolve_protocol(name: str | None = None, quirks: str | None = None) -> Protocol:
+    """``name`` (default ``paper``) with ``quirks`` ("ID=on|off,...") flipped on top."""
+    base = dict(named(name or "paper").switches)
+    for item in filter(None, (q.strip() for q in (quirks or "").split(","))):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip().lower()
+        if key not in BY_ID:
+            raise ProtocolError(f"unknown quirk {key!r} in --quirk; known: {', '.join(BY_ID)}")
+        if not sep or value not in ("on", "off"):
+            raise ProtocolError(f"--quirk {item!r}: write ID=on or ID=off (e.g. --quirk {key}=off)")
+        base[key] = value == "on"
+    return Protocol(tuple((d.id, base[d.id]) for d in DEPARTURES))
+
+
+def suffix(stage: str, applied: dict[str, bool] | None) -> str:
+    """Run-folder suffix for what a run applied: none for the paper's procedure (the default),
+    ``-corrected`` for the paper's text, ``-q<hash8>`` for any other mix. Switches missing from
+    ``applied`` count as off: that is what emogeo did before the switch existed."""
+    from .artifacts import config_hash
+
+    ids = [d.id for d in DEPARTURES if d.stage == stage and d.implemented]
+    got = {i: bool((applied or {}).get(i, False)) for i in ids}
+    if got == named("paper").identity(stage):
+        return ""
+    if got == named("corrected").identity(stage):
+        return "-corrected"
+    return f"-q{config_hash(got)[:8]}"
+
+
+def table_markdown() -> str:
+    """The departures as a Markdown table (docs/PROTOCOLS.md carries the longer version)."""
+    rows = ["| id | stage | the authors' code (`paper`) | where | `corrected` | implemented |", "|---|---|---|---|---|---|"]
+    for d in DEPARTURES:
+        rows.append(f"| `{d.id}` | {d.stage} | {d.authors} | `{d.where}` | {'on' if d.corrected_on else 'off'} | "
+                    f"{'yes' if d.implemented else 'pending'} |")
+    return "\n".join(rows)

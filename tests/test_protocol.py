@@ -1,0 +1,61 @@
+"""Protocols (repro.protocol, docs/PROTOCOLS.md): named sets of switches, single flips, identity, records."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from repro import protocol as P
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOLS.md"
+
+
+def test_paper_is_the_default_and_corrected_follows_the_text():
+    paper, corrected = P.resolve_protocol(), P.resolve_protocol("corrected")
+    assert paper.name == "paper" and corrected.name == "corrected"
+    assert all(on for _, on in paper.switches)  # the authors' procedure: every departure as they did it
+    # corrected switches every departure off, except post-centring, which is the paper's own analysis
+    assert dict(corrected.switches) == {d.id: d.id == "decomposition_post_centring" for d in P.DEPARTURES}
+
+
+def test_single_switches_flip_on_top_and_name_the_mix_custom():
+    p = P.resolve_protocol("paper", "decomposition_post_centring=off")
+    assert p.name == "custom" and not p.on("decomposition_post_centring")
+    assert P.resolve_protocol("corrected", " hf_neutral_first10=on , ").name == "custom"
+    assert P.resolve_protocol("corrected", "hf_neutral_first10=off").name == "corrected"  # no change
+    with pytest.raises(P.ProtocolError, match="unknown quirk 'nope'.*hf_neutral_first10"):
+        P.resolve_protocol("paper", "nope=on")
+    with pytest.raises(P.ProtocolError, match="write ID=on or ID=off"):
+        P.resolve_protocol("paper", "hf_neutral_first10")
+    with pytest.raises(P.ProtocolError, match="unknown protocol 'faithful'"):
+        P.resolve_protocol("faithful")
+
+
+def test_a_pending_switch_changes_neither_numbers_nor_names():
+    pending = [d for d in P.DEPARTURES if not d.implemented]
+    for d in pending:
+        paper = P.resolve_protocol("paper")
+        assert not paper.on(d.id)  # asked for, not applied: emogeo runs the corrected behaviour
+        assert d.id not in paper.identity(d.stage)
+        rec = paper.record(d.stage)
+        assert d.id in rec["pending"] and d.id not in rec["applied"] and rec["asked"][d.id] is True
+        assert P.resolve_protocol("corrected").record(d.stage)["pending"] == []  # nothing asked that differs
+    assert P.suffix("extraction-hf", P.resolve_protocol("paper").identity("extraction-hf")) == ""
+
+
+def test_suffix_names_what_a_run_applied():
+    stage = "analysis"  # the one stage with an implemented switch: post-centring, on in both protocols
+    assert P.suffix(stage, {"decomposition_post_centring": True}) == ""
+    off = P.suffix(stage, {"decomposition_post_centring": False})
+    assert re.fullmatch(r"-q[0-9a-f]{8}", off)
+    assert P.suffix(stage, None) == off  # before the switch existed: off
+
+
+def test_the_doc_table_lists_every_departure_with_its_status():
+    text = DOC.read_text()
+    for d in P.DEPARTURES:
+        row = next((ln for ln in text.splitlines() if ln.startswith(f"| `{d.id}` |")), None)
+        assert row is not None, f"{d.id} missing from docs/PROTOCOLS.md"
+        assert ("done" in row.split("|")[-2]) == d.implemented, f"{d.id}: status in the doc disagrees with the code"
+        assert d.where.split(" (")[0] in row
