@@ -206,7 +206,7 @@ def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, 
 
     with _user_errors():
         proto = _protocol(protocol, quirk)
-    cfg = AnalysisConfig(stimuli_set=stimuli_set or None,
+    cfg = AnalysisConfig(stimuli_set=stimuli_set or None, protocol=proto.name,
                          decomposition_centring="post" if proto.on("decomposition_post_centring") else "stored")
     if isotropy_d is not None:
         cfg.isotropy_d = int(isotropy_d)

@@ -73,7 +73,8 @@ def _overview(res: dict) -> list[str]:
         lines += [f"- `{p}`" for p in present]
         if res.get("runs_used"):
             lines += ["", "Runs used for the comparisons (" + res["runs_used_rules"].rstrip(".") + "):"]
-            lines += [f"- {u['label']}: `{u['run']}` (stimuli {u['stimuli']}, {u['dtype']}, {u['backend']})"
+            lines += [f"- {u['label']}: `{u['run']}` (stimuli {u['stimuli']}, protocol {u['protocol']}, {u['dtype']}, "
+                      f"{u['backend']})"
                       for u in res["runs_used"]]
         if res.get("skipped"):
             lines.append("")

@@ -18,6 +18,7 @@ import numpy as np
 
 from repro import artifacts
 from repro.layout import layout_problem
+from repro.protocol import run_protocols
 from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from .descriptors import as_array, rdm_std
@@ -41,6 +42,7 @@ class AnalysisConfig:
     backend_preference: tuple[str, ...] = ("tl", "hf")
     stimuli_set: str | None = None  # the set whose runs represent a model (None: the shipped set, ours)
     decomposition_centring: str = "post"  # analysis.decomposition.CENTRING: "post" (the paper's) or "stored"
+    protocol: str = "paper"  # runs of this protocol represent a model first (repro.protocol; docs/PROTOCOLS.md)
 
 
 def artifacts_root(root=None) -> Path:
@@ -100,6 +102,15 @@ class ComprehensionRun:
     def stimuli_set(self) -> str:
         """The stimulus set the run read ('file <name>' for a loose --stimuli file)."""
         return stimuli_label(self.meta)
+
+    @property
+    def protocols(self) -> list[str]:
+        """The named protocols this run is a run of (``repro.protocol.run_protocols``)."""
+        return run_protocols(self.meta)
+
+    @property
+    def protocol_label(self) -> str:
+        return " = ".join(self.protocols) or "custom"
 
     @property
     def model(self) -> dict:
@@ -216,6 +227,7 @@ class ComprehensionRun:
 
     def table_row(self) -> dict:
         return {"model": self.hub_id, "run": f"{self.slug}/{self.kind}", "stimuli": self.stimuli_set,
+                "protocol": self.protocol_label,
                 "source": self.source,
                 "family": self.family, "variant": self.variant, "size_b": self.size_b, "backend": self.backend,
                 "dtype": self.dtype, "n_layers": self.n_layers, "d_model": self.d_model,
@@ -311,7 +323,8 @@ class GenerationRun:
 
 # How Runs.primary picks the one run per model (said in the report next to the runs it picked).
 PRIMARY_RULES = ("one run per model, picked by these rules in order: stimulus set '{stimuli}' first "
-                 "(`--stimuli-set` to ask for another), the paper's method before a run that departs from it, "
+                 "(`--stimuli-set` to ask for another), a run of protocol '{protocol}' first (`--protocol`), "
+                 "the paper's method before a run that departs from it, "
                  "dtype fp16 then bf16 then fp32, TransformerLens before HF hooks, then by folder name.")
 
 
@@ -334,7 +347,8 @@ class Runs:
         def rank(r: ComprehensionRun):
             d = cfg.dtype_preference.index(r.dtype) if r.dtype in cfg.dtype_preference else 99
             b = cfg.backend_preference.index(r.backend) if r.backend in cfg.backend_preference else 99
-            return (r.stimuli_set != want, bool(r.meta.get("method_departures")), d, b, r.kind)
+            return (r.stimuli_set != want, cfg.protocol not in r.protocols, bool(r.meta.get("method_departures")),
+                    d, b, r.kind)
 
         best: dict[str, ComprehensionRun] = {}
         for r in self.comprehension:

@@ -274,8 +274,9 @@ def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
     labels = _unique_labels(prim)
     # The run each model contributes to every comparison, and the rules that chose it (named in the report).
     res["runs_used"] = [{"model": r.hub_id, "label": lab, "run": f"{r.slug}/{r.kind}", "stimuli": r.stimuli_set,
-                         "dtype": r.dtype, "backend": r.backend} for r, lab in zip(prim, labels)]
-    res["runs_used_rules"] = PRIMARY_RULES.format(stimuli=cfg.stimuli_set or DEFAULT_SET)
+                         "protocol": r.protocol_label, "dtype": r.dtype, "backend": r.backend}
+                        for r, lab in zip(prim, labels)]
+    res["runs_used_rules"] = PRIMARY_RULES.format(stimuli=cfg.stimuli_set or DEFAULT_SET, protocol=cfg.protocol)
     used = {u["run"] for u in res["runs_used"]}
 
     # Table A1 for every comprehension run, with split-half reliability of its best-layer RDM.
@@ -526,7 +527,7 @@ def _used_text(row: dict) -> str:
 
 
 def table_a1(res: dict) -> Table:
-    cols = ["model", "run", "used", "stimuli", "backend", "dtype", "layers", "d_model", "best layer", "best %", "anisotropy",
+    cols = ["model", "run", "used", "stimuli", "protocol", "backend", "dtype", "layers", "d_model", "best layer", "best %", "anisotropy",
             "RDM std", "flag", "fragile", "split-half (SB)", "too noisy", "paper best %", "paper anisotropy",
             "paper RDM std"]
     title = "Table A1 - per-model descriptors at the best layer"
@@ -535,7 +536,8 @@ def table_a1(res: dict) -> Table:
     for r in res.get("table_a1") or []:
         p = paper.get(r["model"], {})
         backend = r["backend"] + (" (NOT the paper's method)" if r.get("method_departures") else "")
-        rows.append([r["model"], r["run"], _used_text(r), r.get("stimuli", DEFAULT_SET), backend, r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
+        rows.append([r["model"], r["run"], _used_text(r), r.get("stimuli", DEFAULT_SET), r.get("protocol", "paper"),
+                     backend, r["dtype"], r["n_layers"], r["d_model"], r["best_layer"],
                      r["best_layer_pct"], r["anisotropy"], r["rdm_std"], flag_text(r["anisotropy"]),
                      r.get("fragile"), r.get("split_half"), r.get("too_noisy"), p.get("best_layer_pct"),
                      p.get("anisotropy"), p.get("rdm_std")])

@@ -57,6 +57,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats as _st
 
+from repro.protocol import run_protocols
 from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from . import checksums
@@ -796,8 +797,9 @@ def _is_paper_run(ctx: Ctx, run: dict) -> bool:
 
 
 PICK_RULES = ("a paper model's run is its fp16 comprehension run, picked by these rules in order: stimulus set "
-              "'{stimuli}' first (`invoke verify --stimuli-set` to ask for another), its Table A1 backend first, "
-              "then by folder name")
+              "'{stimuli}' first (`invoke verify --stimuli-set` to ask for another), a run of protocol 'paper' "
+              "first (the procedure behind the published numbers; docs/PROTOCOLS.md), its Table A1 backend "
+              "first, then by folder name")
 
 
 def _pick(ctx: Ctx, hub: str) -> dict | None:
@@ -808,6 +810,7 @@ def _pick(ctx: Ctx, hub: str) -> dict | None:
         return None
     be = ctx.a1_row(hub)["backend"].lower()
     return sorted(cands, key=lambda r: (run_stimuli_set(r["meta"]) != ctx.stimuli_set,
+                                        "paper" not in run_protocols(r["meta"]),
                                         r["meta"].get("backend") != be, r["kind"]))[0]
 
 

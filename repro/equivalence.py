@@ -16,6 +16,7 @@ from .backends import BackendUnavailableError, tl_supports
 from .extraction import extract
 from .loading import load_model
 from .models import ModelSpec, resolve
+from .protocol import resolve_protocol
 
 COSINE_BAR = 0.9999
 
@@ -37,7 +38,12 @@ def run_equivalence(model: str | ModelSpec, dtype: str = "fp32", force: bool = F
     if not ok:
         raise BackendUnavailableError(f"equivalence needs both backends; TransformerLens cannot run "
                                       f"{spec.alias}: {why}")
-    runs = {name: extract(spec, dtype, name, force=force, progress=progress, lm=lm) for name in ("tl", "hf")}
+    # The question is whether two hook mechanisms read the same residual stream, so neither side takes a
+    # backend-specific departure of the `paper` protocol (e.g. HF's post-norm last layer): both run as
+    # `corrected` (docs/PROTOCOLS.md), and the result says so.
+    proto = resolve_protocol("corrected")
+    runs = {name: extract(spec, dtype, name, force=force, progress=progress, lm=lm, protocol=proto)
+            for name in ("tl", "hf")}
     vec = {name: artifacts.load_vectors(p)["vectors"] for name, p in runs.items()}
     meta = {name: artifacts.load_metadata(p) for name, p in runs.items()}
     bad = set(meta["tl"]["nonfinite_layers"]) | set(meta["hf"]["nonfinite_layers"])
@@ -58,6 +64,8 @@ def run_equivalence(model: str | ModelSpec, dtype: str = "fp32", force: bool = F
         "per_layer": per_layer,
         "passed": all(r["passed"] for r in per_layer if r["passed"] is not None),
         "runs": {k: str(v) for k, v in runs.items()},
+        "protocol": {"name": proto.name, "why": "backend-specific departures off on both sides: the two hook "
+                     "mechanisms are compared on the same stream (docs/PROTOCOLS.md)"},
         "env": artifacts.environment(lm.device),
     }
     # The paper's keys at the best layer, flat, for quick reading.

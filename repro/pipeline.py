@@ -103,7 +103,8 @@ def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = 
     from analysis.runs import AnalysisConfig
 
     post = protocol is None or protocol.on("decomposition_post_centring")
-    cfg = AnalysisConfig(stimuli_set=stimuli_set, decomposition_centring="post" if post else "stored")
+    cfg = AnalysisConfig(stimuli_set=stimuli_set, decomposition_centring="post" if post else "stored",
+                         protocol=protocol.name if protocol is not None else "paper")
 
     def checksums():
         from analysis.checksums import write_all

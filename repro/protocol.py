@@ -37,10 +37,10 @@ DEPARTURES: tuple[Departure, ...] = (
               corrected_on=True, implemented=True),
     Departure("hf_neutral_first10", "extraction-hf",
               "anisotropy baseline from the first 10 of the 20 neutral sentences",
-              "scripts/paper5_extract.py (compute_anisotropy_hf)", corrected_on=False, implemented=False),
+              "scripts/paper5_extract.py (compute_anisotropy_hf)", corrected_on=False, implemented=True),
     Departure("hf_last_layer_post_norm", "extraction-hf",
               "the last layer read after the final norm (hidden_states[-1])",
-              "scripts/paper5_extract.py (extract_vectors_hf)", corrected_on=False, implemented=False),
+              "scripts/paper5_extract.py (extract_vectors_hf)", corrected_on=False, implemented=True),
     Departure("tl_to_tokens_bos", "extraction-tl",
               "texts tokenised with TransformerLens to_tokens (its per-model prepend-BOS default)",
               "scripts/paper5_extract.py (extract_vectors_at_layer, compute_anisotropy)",
@@ -78,9 +78,12 @@ class Protocol:
         return {d.id: dict(self.switches)[d.id] for d in DEPARTURES if d.stage == stage and d.implemented}
 
     def record(self, stage: str) -> dict:
-        """What an artifact of ``stage`` writes down: asked, applied, and what was asked but is pending."""
+        """What an artifact of ``stage`` writes down: asked, applied, the named protocols the run is a run of
+        (``matches``: for a TL run today both, since no TL switch is implemented yet), and what was asked
+        but is pending."""
         asked = dict(self.switches)
         return {"name": self.name, "asked": asked, "applied": self.identity(stage),
+                "matches": matching(stage, self.identity(stage)),
                 "pending": [d.id for d in DEPARTURES if d.stage == stage and not d.implemented
                             and asked[d.id] != d.corrected_on]}
 
@@ -106,14 +109,31 @@ def resolve_protocol(name: str | None = None, quirks: str | None = None) -> Prot
     return Protocol(tuple((d.id, base[d.id]) for d in DEPARTURES))
 
 
+def _normalised(stage: str, applied: dict[str, bool] | None) -> dict[str, bool]:
+    # Switches missing from a record count as off: that is what emogeo did before the switch existed.
+    return {d.id: bool((applied or {}).get(d.id, False)) for d in DEPARTURES if d.stage == stage and d.implemented}
+
+
+def matching(stage: str, applied: dict[str, bool] | None) -> list[str]:
+    """The named protocols a run of ``stage`` that applied ``applied`` is a run of (empty: a custom mix)."""
+    got = _normalised(stage, applied)
+    return [name for name in PROTOCOL_NAMES if named(name).identity(stage) == got]
+
+
+def run_protocols(meta: dict) -> list[str]:
+    """The named protocols a comprehension run's metadata makes it a run of (runs written before protocols
+    were recorded: judged by what emogeo did then, every switch off)."""
+    stage = f"extraction-{meta.get('backend')}"
+    return matching(stage, (meta.get("protocol") or {}).get("applied"))
+
+
 def suffix(stage: str, applied: dict[str, bool] | None) -> str:
     """Run-folder suffix for what a run applied: none for the paper's procedure (the default),
     ``-corrected`` for the paper's text, ``-q<hash8>`` for any other mix. Switches missing from
     ``applied`` count as off: that is what emogeo did before the switch existed."""
     from .artifacts import config_hash
 
-    ids = [d.id for d in DEPARTURES if d.stage == stage and d.implemented]
-    got = {i: bool((applied or {}).get(i, False)) for i in ids}
+    got = _normalised(stage, applied)
     if got == named("paper").identity(stage):
         return ""
     if got == named("corrected").identity(stage):

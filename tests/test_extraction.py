@@ -150,3 +150,48 @@ def test_auto_and_explicit_backend_share_a_run(tiny_lm):
     assert extract(lm.spec, backend="auto", lm=lm, progress=False) == run
     assert extract(lm.spec, backend="tl", lm=lm, progress=False) == run
     assert (run / "metadata.json").stat().st_mtime_ns == mtime  # never recomputed
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_hf_last_layer_post_norm_reads_hidden_states_last(tiny_lm, family):
+    """Protocol departure hf_last_layer_post_norm: the last layer is HF's hidden_states[-1] (after the final
+    norm), every other layer is unchanged."""
+    lm = tiny_lm(family)
+    enc = lm.tokenizer(_texts()[:5], return_tensors="pt", padding=True)
+    last = enc.attention_mask.sum(1) - 1
+    pre = HFBackend(lm).residuals(enc.input_ids, enc.attention_mask, last)
+    post = HFBackend(lm, last_layer_post_norm=True).residuals(enc.input_ids, enc.attention_mask, last)
+    with torch.no_grad():
+        hs = lm.model(**enc, output_hidden_states=True).hidden_states
+    want = torch.stack([hs[-1][b, last[b]] for b in range(5)]).float()
+    assert torch.allclose(post[-1], want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(post[:-1], pre[:-1]) and not torch.allclose(post[-1], pre[-1], atol=1e-3)
+
+
+def test_paper_and_corrected_hf_runs_side_by_side(tiny_lm):
+    from repro.layout import expected_name
+    from repro.protocol import resolve_protocol
+
+    lm = tiny_lm("llama")
+    paper = extract(lm.spec, backend="hf", lm=lm, progress=False)
+    corr = extract(lm.spec, backend="hf", lm=lm, progress=False, protocol=resolve_protocol("corrected"))
+    assert paper.name == "comprehension-fp32-hf" and corr.name == "comprehension-fp32-hf-corrected"
+    mp, mc = artifacts.load_metadata(paper), artifacts.load_metadata(corr)
+    assert mp["protocol"]["name"] == "paper" and mc["protocol"]["name"] == "corrected"
+    assert mp["protocol"]["applied"] == {"hf_neutral_first10": True, "hf_last_layer_post_norm": True}
+    assert mc["protocol"]["applied"] == {"hf_neutral_first10": False, "hf_last_layer_post_norm": False}
+    assert (mp["anisotropy_sentences"], mc["anisotropy_sentences"]) == (10, 20)
+    neutral = artifacts.load_vectors(paper)["neutral_acts"].double()  # all 20 are kept
+    assert neutral.shape[1] == 20
+    first10 = torch.nn.functional.normalize(neutral[:, :10], dim=-1)
+    cos = first10 @ first10.transpose(1, 2)
+    iu = torch.triu_indices(10, 10, 1)
+    assert mp["anisotropy"] == pytest.approx(cos[:, iu[0], iu[1]].mean(-1).tolist(), abs=1e-6)
+    vp, vc = artifacts.load_vectors(paper)["vectors"], artifacts.load_vectors(corr)["vectors"]
+    assert torch.equal(vp[:-1], vc[:-1]) and not torch.allclose(vp[-1], vc[-1], atol=1e-3)
+    tl = extract(lm.spec, backend="tl", lm=lm, progress=False)  # no TL switch applies: same name as ever
+    assert tl.name == "comprehension-fp32-tl" and artifacts.load_metadata(tl)["protocol"]["applied"] == {}
+    for run, meta in ((paper, mp), (corr, mc)):
+        assert expected_name(meta) == run.name
+    old = {k: v for k, v in mc.items() if k != "protocol"}  # an HF run written before protocols existed
+    assert expected_name(old) == "comprehension-fp32-hf-corrected"  # it read what corrected reads

@@ -59,3 +59,12 @@ def test_the_doc_table_lists_every_departure_with_its_status():
         assert row is not None, f"{d.id} missing from docs/PROTOCOLS.md"
         assert ("done" in row.split("|")[-2]) == d.implemented, f"{d.id}: status in the doc disagrees with the code"
         assert d.where.split(" (")[0] in row
+
+
+def test_which_named_protocols_a_run_is_a_run_of():
+    both = {"hf_neutral_first10": True, "hf_last_layer_post_norm": True}
+    assert P.run_protocols({"backend": "hf", "protocol": {"applied": both}}) == ["paper"]
+    assert P.run_protocols({"backend": "hf"}) == ["corrected"]  # written before protocols: switches off
+    assert P.run_protocols({"backend": "hf", "protocol": {"applied": {"hf_neutral_first10": True}}}) == []
+    assert P.run_protocols({"backend": "tl"}) == ["paper", "corrected"]  # no TL switch implemented yet
+    assert P.resolve_protocol().record("extraction-hf")["matches"] == ["paper"]

@@ -312,3 +312,24 @@ def test_post_centring_changes_rho_where_the_sets_share_an_offset():
     assert post > 0.85 and raw < post - 0.15  # 0.90 vs 0.71 here
     with pytest.raises(ValueError, match="unknown decomposition centring 'none'"):
         decomp.condition_rdm(None, "none")
+
+
+def test_primary_prefers_runs_of_the_asked_protocol(tmp_path):
+    """Two runs of one model under two protocols: `paper` represents it unless `corrected` is asked for."""
+    import shutil
+
+    make_fake_runs(tmp_path, generation=False, extras=False)
+    corrected = tmp_path / "runs" / "Qwen_Qwen2.5-1.5B" / "comprehension-fp32-hf"  # no record: switches off
+    paper = corrected.with_name("comprehension-fp32-hf-q00000000")  # sorts after it by name
+    shutil.copytree(corrected, paper)
+    meta = json.loads((paper / "metadata.json").read_text())
+    meta["protocol"] = {"name": "paper", "applied": {"hf_neutral_first10": True, "hf_last_layer_post_norm": True}}
+    (paper / "metadata.json").write_text(json.dumps(meta))
+    runs = collect(tmp_path)
+
+    def used(protocol):
+        return [r.kind for r in runs.primary(replace(FAST, protocol=protocol)) if r.hub_id == "Qwen/Qwen2.5-1.5B"]
+
+    assert used("paper") == [paper.name] and used("corrected") == [corrected.name]
+    rows = {r.kind: r.table_row()["protocol"] for r in runs.comprehension if r.hub_id == "Qwen/Qwen2.5-1.5B"}
+    assert rows == {paper.name: "paper", corrected.name: "corrected"}
