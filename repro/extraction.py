@@ -95,25 +95,44 @@ def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def _pad(rows: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (input_ids, attention_mask), padded on ``side``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        at = slice(width - len(r), width) if side == "left" else slice(0, len(r))
+        ids[i, at], mask[i, at] = torch.tensor(r, dtype=torch.long), 1
+    return ids, mask
+
+
 def read_last_token(backend, tokenizer, texts: list[str], cfg: ExtractionConfig, store=None, prefix="b",
-                    progress=None) -> torch.Tensor:
-    """Residual stream at the last non-pad token of each text, every layer: [L, N, d] float32."""
+                    progress=None, encode=None) -> torch.Tensor:
+    """Residual stream at the last non-pad token of each text, every layer: [L, N, d] float32.
+    ``encode``: text -> token ids, instead of the HF tokenizer's defaults (protocol departure
+    ``tl_to_tokens_bos``: TransformerLens ``to_tokens``); the texts are then padded here, in batches."""
     tokenizer.padding_side = cfg.padding_side
-    lengths = [len(tokenizer(t, truncation=True, max_length=cfg.max_length).input_ids) for t in texts]
+    encoded = [list(encode(t))[: cfg.max_length] for t in texts] if encode is not None else None
+    lengths = ([len(e) for e in encoded] if encoded is not None else
+               [len(tokenizer(t, truncation=True, max_length=cfg.max_length).input_ids) for t in texts])
     out: list[torch.Tensor | None] = [None] * len(texts)
     for bi, idx in enumerate(_batches(lengths, cfg.batch_size)):
         key = f"{prefix}{bi:04d}"
         if store is not None and store.has(key):
             acts = store.load(key)["acts"]
         else:
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                            max_length=cfg.max_length)
-            mask = enc.attention_mask
+            if encoded is None:
+                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                                max_length=cfg.max_length)
+                input_ids, mask = enc.input_ids, enc.attention_mask
+            else:
+                pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+                input_ids, mask = _pad([encoded[i] for i in idx], pad_id, cfg.padding_side)
             if cfg.padding_side == "left":
                 last = torch.full((len(idx),), mask.shape[1] - 1)
             else:
                 last = mask.sum(1) - 1
-            acts = backend.residuals(enc.input_ids, mask, last)  # [L, B, d]
+            acts = backend.residuals(input_ids, mask, last)  # [L, B, d]
             if store is not None:
                 store.save(key, {"acts": acts})
         for j, i in enumerate(idx):
@@ -244,9 +263,16 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     store = artifacts.PartialStore(final, identity(be.name))
     texts = [p.text for p in passages]
     bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
+    encode, tokenisation = None, "HF tokenizer defaults"
+    if be.name == "tl" and proto.on("tl_to_tokens_bos"):
+        # The authors' TL path: TransformerLens to_tokens, one text at a time (its prepend-BOS default).
+        def encode(text):
+            return be.model.to_tokens(text, move_to_device=False)[0].tolist()
+
+        tokenisation = f"TransformerLens to_tokens (default_prepend_bos={be.model.cfg.default_prepend_bos})"
     with timer("forward"):
-        pacts = read_last_token(be, lm.tokenizer, texts, cfg, store, "p", bar)
-        nacts = read_last_token(be, lm.tokenizer, neutral, cfg, store, "n", bar)
+        pacts = read_last_token(be, lm.tokenizer, texts, cfg, store, "p", bar, encode)
+        nacts = read_last_token(be, lm.tokenizer, neutral, cfg, store, "n", bar, encode)
     if bar is not None:
         bar.close()
     with timer("summarize"):
@@ -280,6 +306,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "stimuli": stim_record,  # which passages: the report and verify prefer the shipped (default) set
         # docs/PROTOCOLS.md: the protocol asked for, the switches this backend applied, what is pending.
         "protocol": proto.record(f"extraction-{be.name}"),
+        "tokenisation": tokenisation,
         "env": artifacts.environment(lm.device),
         "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
         "created_unix": int(time.time()),

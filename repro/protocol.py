@@ -44,7 +44,7 @@ DEPARTURES: tuple[Departure, ...] = (
     Departure("tl_to_tokens_bos", "extraction-tl",
               "texts tokenised with TransformerLens to_tokens (its per-model prepend-BOS default)",
               "scripts/paper5_extract.py (extract_vectors_at_layer, compute_anisotropy)",
-              corrected_on=False, implemented=False),
+              corrected_on=False, implemented=True),
     Departure("loose_no_top_k_unseeded", "generation-loose",
               "loose generation sampled with TransformerLens generate defaults: no top_k, no seed",
               "scripts/paper5_extract.py (extract_vectors_generation)", corrected_on=False, implemented=False),

@@ -189,9 +189,33 @@ def test_paper_and_corrected_hf_runs_side_by_side(tiny_lm):
     assert mp["anisotropy"] == pytest.approx(cos[:, iu[0], iu[1]].mean(-1).tolist(), abs=1e-6)
     vp, vc = artifacts.load_vectors(paper)["vectors"], artifacts.load_vectors(corr)["vectors"]
     assert torch.equal(vp[:-1], vc[:-1]) and not torch.allclose(vp[-1], vc[-1], atol=1e-3)
-    tl = extract(lm.spec, backend="tl", lm=lm, progress=False)  # no TL switch applies: same name as ever
-    assert tl.name == "comprehension-fp32-tl" and artifacts.load_metadata(tl)["protocol"]["applied"] == {}
+    tl = extract(lm.spec, backend="tl", lm=lm, progress=False)  # only the TL switch applies to a TL run
+    assert tl.name == "comprehension-fp32-tl"
+    assert artifacts.load_metadata(tl)["protocol"]["applied"] == {"tl_to_tokens_bos": True}
     for run, meta in ((paper, mp), (corr, mc)):
         assert expected_name(meta) == run.name
     old = {k: v for k, v in mc.items() if k != "protocol"}  # an HF run written before protocols existed
     assert expected_name(old) == "comprehension-fp32-hf-corrected"  # it read what corrected reads
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_tl_to_tokens_reads_what_transformer_lens_reads_per_text(tiny_lm, family):
+    """Protocol departure tl_to_tokens_bos: batched reads of to_tokens ids equal TransformerLens's own
+    run_with_cache(to_tokens(text)) at the last token, one text at a time (the authors' loop)."""
+    from repro.backends import TLBackend
+
+    lm = tiny_lm(family)
+    be = TLBackend(lm)
+    texts = _texts()[:6]
+    cfg = ExtractionConfig(model="x", batch_size=4)
+    got = read_last_token(be, lm.tokenizer, texts, cfg, encode=lambda t: be.model.to_tokens(t)[0].tolist())
+    for j, t in enumerate(texts):
+        toks = be.model.to_tokens(t)
+        if be.model.cfg.default_prepend_bos:
+            assert toks[0, 0].item() == be.model.tokenizer.bos_token_id
+        _, cache = be.model.run_with_cache(toks)
+        want = torch.stack([cache[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(be.n_layers)]).float()
+        assert torch.allclose(got[:, j], want, atol=1e-5, rtol=1e-5)
+    plain = read_last_token(be, lm.tokenizer, texts, cfg)
+    same_ids = all(lm.tokenizer(t).input_ids == be.model.to_tokens(t)[0].tolist() for t in texts)
+    assert torch.allclose(plain, got, atol=1e-5) == same_ids  # differs exactly when the tokenisations differ

@@ -66,5 +66,6 @@ def test_which_named_protocols_a_run_is_a_run_of():
     assert P.run_protocols({"backend": "hf", "protocol": {"applied": both}}) == ["paper"]
     assert P.run_protocols({"backend": "hf"}) == ["corrected"]  # written before protocols: switches off
     assert P.run_protocols({"backend": "hf", "protocol": {"applied": {"hf_neutral_first10": True}}}) == []
-    assert P.run_protocols({"backend": "tl"}) == ["paper", "corrected"]  # no TL switch implemented yet
+    assert P.run_protocols({"backend": "tl"}) == ["corrected"]
+    assert P.run_protocols({"backend": "tl", "protocol": {"applied": {"tl_to_tokens_bos": True}}}) == ["paper"]
     assert P.resolve_protocol().record("extraction-hf")["matches"] == ["paper"]
