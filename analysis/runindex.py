@@ -1,6 +1,7 @@
 """`invoke runs list`: every run under artifacts/runs, one row each, read from its metadata.json.
 
-A row says which model, what kind of run, on which stimuli, at which dtype/precision, through which
+A row says which model, what kind of run, on which stimuli, under which protocol (docs/PROTOCOLS.md:
+the named protocols a comprehension run is a run of), at which dtype/precision, through which
 backend, when, and whether it finished (metadata.json, the last file a run gets) or stopped part-way
 (only its ``<run>.partial/`` progress exists; rerunning the same command resumes it).
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from repro import artifacts
 
-COLUMNS = ("model", "run", "kind", "stimuli", "dtype", "backend", "date", "status")
+COLUMNS = ("model", "run", "kind", "stimuli", "protocol", "dtype", "backend", "date", "status")
 
 
 def _stimuli(meta: dict) -> str:
@@ -24,10 +25,19 @@ def _stimuli(meta: dict) -> str:
     return "emogeo (shipped)"  # runs written before stimuli were recorded used the shipped set
 
 
+def _protocol(meta: dict) -> str:
+    if meta.get("kind") != "comprehension":
+        return "-"  # generation runs: their departure (loose decoding) is still pending
+    from repro.protocol import run_protocols
+
+    return " = ".join(run_protocols(meta)) or "custom"
+
+
 def _row(path: Path, meta: dict | None) -> dict:
     slug = path.parent.name
     if meta is None:
         return {"model": slug, "run": f"{slug}/{path.name}", "kind": path.name.split("-", 1)[0], "stimuli": "?",
+                "protocol": "?",
                 "dtype": "?", "backend": "?", "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(
                     (path if path.exists() else Path(f"{path}.partial")).stat().st_mtime)),
                 "status": "partial (rerun the same command to resume)"}
@@ -43,7 +53,7 @@ def _row(path: Path, meta: dict | None) -> dict:
     if want is not None and want != path.name:
         status = f"old layout (now named {want}): invoke runs migrate"
     return {"model": model, "run": f"{slug}/{path.name}", "kind": meta.get("kind") or path.name.split("-", 1)[0],
-            "stimuli": _stimuli(meta), "dtype": meta.get("dtype") or meta.get("precision") or "?",
+            "stimuli": _stimuli(meta), "protocol": _protocol(meta), "dtype": meta.get("dtype") or meta.get("precision") or "?",
             "backend": meta.get("backend") or "?",
             "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(created)), "status": status}
 

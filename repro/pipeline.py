@@ -127,6 +127,13 @@ def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = 
     return [("analysis", report), ("checksums", checksums), ("verify", verify), ("report", report)]
 
 
+def options_record(opt: ReproduceOptions) -> dict:
+    """The options as reproduce.json records them (the protocol by name and switches)."""
+    from .protocol import resolve_protocol
+
+    return {**opt.__dict__, "protocol": (opt.protocol or resolve_protocol()).to_dict()}
+
+
 def reproduce(models: str = "embedded", options: ReproduceOptions | None = None) -> list[StageResult]:
     opt = options or ReproduceOptions()
     specs = resolve_many(models)
@@ -156,7 +163,7 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
                 traceback.print_exc()
                 results.append(StageResult("*", name, "failed", round(time.perf_counter() - t0, 1),
                                            note=f"{type(exc).__name__}: {exc}"))
-    summary = {"models": models, "options": opt.__dict__, "stages": [r.__dict__ for r in results],
+    summary = {"models": models, "options": options_record(opt), "stages": [r.__dict__ for r in results],
                "total_seconds": round(time.perf_counter() - t_all, 1), "env": artifacts.environment()}
     artifacts.write_json_atomic(artifacts.runs_dir().parent / "reproduce.json", summary)
     return results

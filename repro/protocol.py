@@ -73,6 +73,9 @@ class Protocol:
                 return name
         return "custom"
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "switches": dict(self.switches)}
+
     def identity(self, stage: str) -> dict[str, bool]:
         """What changes the numbers of a run of ``stage``: its implemented switches (empty when none)."""
         return {d.id: dict(self.switches)[d.id] for d in DEPARTURES if d.stage == stage and d.implemented}
@@ -118,6 +121,11 @@ def matching(stage: str, applied: dict[str, bool] | None) -> list[str]:
     """The named protocols a run of ``stage`` that applied ``applied`` is a run of (empty: a custom mix)."""
     got = _normalised(stage, applied)
     return [name for name in PROTOCOL_NAMES if named(name).identity(stage) == got]
+
+
+def run_applied(meta: dict) -> dict[str, bool]:
+    """A comprehension run's implemented switches with their values (absent from an old record: off)."""
+    return _normalised(f"extraction-{meta.get('backend')}", (meta.get("protocol") or {}).get("applied"))
 
 
 def run_protocols(meta: dict) -> list[str]:

@@ -69,3 +69,17 @@ def test_which_named_protocols_a_run_is_a_run_of():
     assert P.run_protocols({"backend": "tl"}) == ["corrected"]
     assert P.run_protocols({"backend": "tl", "protocol": {"applied": {"tl_to_tokens_bos": True}}}) == ["paper"]
     assert P.resolve_protocol().record("extraction-hf")["matches"] == ["paper"]
+
+
+def test_reproduce_records_its_protocol_as_json():
+    """reproduce.json writes the options: the protocol goes in by name and switches (CI once caught a raw
+    Protocol object there)."""
+    import json
+
+    from repro import artifacts
+    from repro.pipeline import ReproduceOptions, options_record
+
+    for opt in (ReproduceOptions(), ReproduceOptions(protocol=P.resolve_protocol("corrected", "tl_to_tokens_bos=on"))):
+        rec = json.loads(artifacts.dumps({"options": options_record(opt)}))["options"]["protocol"]
+        assert rec["name"] == ("paper" if opt.protocol is None else "custom")
+        assert set(rec["switches"]) == set(P.BY_ID)

@@ -30,7 +30,8 @@ def test_rows_name_model_kind_stimuli_dtype_backend_date_and_status(tmp_path):
         ("m/generation-loose-fp16", "?", "?", "partial (rerun the same command to resume)")]
     assert rows[1]["date"] == "1970-01-01 00:00" and rows[1]["model"] == "org/m"
     table = format_rows(rows).splitlines()
-    assert table[0].split() == ["model", "run", "kind", "stimuli", "dtype", "backend", "date", "status"]
+    assert table[0].split() == ["model", "run", "kind", "stimuli", "protocol", "dtype", "backend", "date", "status"]
+    assert [r["protocol"] for r in rows] == ["corrected", "corrected", "?"]  # HF/TL runs before protocols
     assert len(table) == 5
 
 

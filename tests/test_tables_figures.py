@@ -333,3 +333,30 @@ def test_primary_prefers_runs_of_the_asked_protocol(tmp_path):
     assert used("paper") == [paper.name] and used("corrected") == [corrected.name]
     rows = {r.kind: r.table_row()["protocol"] for r in runs.comprehension if r.hub_id == "Qwen/Qwen2.5-1.5B"}
     assert rows == {paper.name: "paper", corrected.name: "corrected"}
+
+
+def test_protocol_effects_pair_the_paper_run_with_the_others(tmp_path):
+    """Runs of one model under two protocols are set side by side in the report's protocol-effects table."""
+    import shutil
+
+    from analysis.tables import compute, table_protocol_effects
+
+    make_fake_runs(tmp_path, generation=False, extras=False)
+    corrected = tmp_path / "runs" / "Qwen_Qwen2.5-1.5B" / "comprehension-fp32-hf"  # no record: switches off
+    paper = corrected.with_name("comprehension-fp32-hf-paper")
+    shutil.copytree(corrected, paper)
+    meta = json.loads((paper / "metadata.json").read_text())
+    meta["protocol"] = {"applied": {"hf_neutral_first10": True, "hf_last_layer_post_norm": True}}
+    meta["descriptors"]["best"]["anisotropy"] = 0.5
+    (paper / "metadata.json").write_text(json.dumps(meta))
+    res = compute(False, tmp_path, FAST)
+    effects = res["protocol_effects"]
+    assert len(effects) == 1  # the other three models have one run each
+    e = effects[0]
+    assert e["model"] == "Qwen/Qwen2.5-1.5B" and e["other_protocol"] == "corrected"
+    assert e["switches_off"] == ["hf_neutral_first10", "hf_last_layer_post_norm"]
+    assert e["paper"]["anisotropy"] == 0.5 and e["other"]["anisotropy"] != 0.5
+    assert e["rdm_rho"] == pytest.approx(1.0)  # the same vectors: the geometry did not move
+    md = table_protocol_effects(res).to_markdown()
+    assert "comprehension-fp32-hf | corrected | hf_neutral_first10, hf_last_layer_post_norm" in md
+    assert "| 0.5000 |" in md
