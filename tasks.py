@@ -202,12 +202,10 @@ _ANALYSIS_HELP = {"from_reference": "use the paper's reference numbers only (Tab
 
 
 def _analysis_config(isotropy_d=None, n_perm=None, seed=None, stimuli_set=None, protocol=None, quirk=None):
-    from analysis.runs import AnalysisConfig
+    from analysis.runs import config_for_protocol
 
     with _user_errors():
-        proto = _protocol(protocol, quirk)
-    cfg = AnalysisConfig(stimuli_set=stimuli_set or None, protocol=proto.name,
-                         decomposition_centring="post" if proto.on("decomposition_post_centring") else "stored")
+        cfg = config_for_protocol(_protocol(protocol, quirk), stimuli_set=stimuli_set or None)
     if isotropy_d is not None:
         cfg.isotropy_d = int(isotropy_d)
     if n_perm is not None:

@@ -28,9 +28,9 @@ def _stimuli(meta: dict) -> str:
 def _protocol(meta: dict) -> str:
     if meta.get("kind") != "comprehension":
         return "-"  # generation runs: their departure (loose decoding) is still pending
-    from repro.protocol import run_protocols
+    from repro.protocol import run_protocol_label
 
-    return " = ".join(run_protocols(meta)) or "custom"
+    return run_protocol_label(meta)
 
 
 def _row(path: Path, meta: dict | None) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 
 from repro import artifacts
 from repro.layout import layout_problem
-from repro.protocol import run_protocols
+from repro.protocol import run_protocol_label, run_protocols
 from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from .descriptors import as_array, rdm_std
@@ -43,6 +43,16 @@ class AnalysisConfig:
     stimuli_set: str | None = None  # the set whose runs represent a model (None: the shipped set, ours)
     decomposition_centring: str = "post"  # analysis.decomposition.CENTRING: "post" (the paper's) or "stored"
     protocol: str = "paper"  # runs of this protocol represent a model first (repro.protocol; docs/PROTOCOLS.md)
+
+
+def config_for_protocol(protocol=None, **settings) -> AnalysisConfig:
+    """The analysis settings a protocol (``repro.protocol``; default ``paper``) implies: whose runs represent
+    a model first, and the decomposition's centring (switch ``decomposition_post_centring``)."""
+    from repro.protocol import resolve_protocol
+
+    p = protocol or resolve_protocol()
+    return AnalysisConfig(protocol=p.name, decomposition_centring="post" if p.on("decomposition_post_centring")
+                          else "stored", **settings)
 
 
 def artifacts_root(root=None) -> Path:
@@ -110,7 +120,7 @@ class ComprehensionRun:
 
     @property
     def protocol_label(self) -> str:
-        return " = ".join(self.protocols) or "custom"
+        return run_protocol_label(self.meta)
 
     @property
     def model(self) -> dict:

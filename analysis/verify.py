@@ -1011,7 +1011,8 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
               ctx.num("S3.4.llama32_b_vs_llama31_b"), lambda: [(L32B, L31B)], one, (L32B, L31B))
 
     # Section 3.5 from the runs' descriptors.
-    have_all = all(_pick(ctx, h) is not None for h in allh)
+    picked_all = [_pick(ctx, h) for h in allh]
+    have_all = all(p is not None for p in picked_all)
     for key, pred, outcome in SIZE_TESTS:
         exp = ctx.num(f"S3.5.size_table.{key}")
 
@@ -1029,7 +1030,7 @@ def _needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
                             "the twelve runs", "Section 3.5", RUN if have_all else NEEDS_RUN, exp["rho"],
                             f"rho +-{SIZE_RHO_RUN_TOL}", size_run if have_all else None,
                             command=None if have_all else CMD_PAPER, models=tuple(allh),
-                            runs=tuple(_rid(_pick(ctx, h)) for h in allh) if have_all else ()))
+                            runs=tuple(_rid(p) for p in picked_all) if have_all else ()))
 
     # Section 4.2: the equivalence test on Llama-3.2-3B-Instruct.
     eq = ctx.runs_root / L32I.replace("/", "_") / "equivalence.json"

@@ -71,12 +71,7 @@ class HFBackend:
             def hook(_mod, _inp, output, i=i):
                 hidden = output[0] if isinstance(output, tuple) else output
                 if i == last and self.final_norm is not None:
-                    # hidden_states[-1]: the final norm over the selected positions only (it is per token).
-                    idx = positions.to(hidden.device).reshape(positions.shape[0], -1, 1)
-                    picked = hidden.gather(1, idx.expand(-1, -1, hidden.shape[-1]))
-                    normed = self.final_norm(picked).float()
-                    out[i] = normed.squeeze(1) if positions.dim() == 1 else normed
-                    return
+                    hidden = self.final_norm(hidden)  # what HF returns as hidden_states[-1]
                 out[i] = _gather(hidden, positions)
             handles.append(self.layers[i].register_forward_hook(hook))
         try:

@@ -100,11 +100,9 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
 def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = None):
     """Checksums of the runs, the claims check, then the report (which embeds the verify section); both
     pick each model's runs on ``stimuli_set`` first (default: the shipped set)."""
-    from analysis.runs import AnalysisConfig
+    from analysis.runs import config_for_protocol
 
-    post = protocol is None or protocol.on("decomposition_post_centring")
-    cfg = AnalysisConfig(stimuli_set=stimuli_set, decomposition_centring="post" if post else "stored",
-                         protocol=protocol.name if protocol is not None else "paper")
+    cfg = config_for_protocol(protocol, stimuli_set=stimuli_set)
 
     def checksums():
         from analysis.checksums import write_all

@@ -135,6 +135,11 @@ def run_protocols(meta: dict) -> list[str]:
     return matching(stage, (meta.get("protocol") or {}).get("applied"))
 
 
+def run_protocol_label(meta: dict) -> str:
+    """``paper``, ``corrected``, ``paper = corrected`` (a run both would make) or ``custom``."""
+    return " = ".join(run_protocols(meta)) or "custom"
+
+
 def suffix(stage: str, applied: dict[str, bool] | None) -> str:
     """Run-folder suffix for what a run applied: none for the paper's procedure (the default),
     ``-corrected`` for the paper's text, ``-q<hash8>`` for any other mix. Switches missing from
