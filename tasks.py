@@ -143,16 +143,18 @@ def _gen_guard(fn):
             "generations_per_template": "repeats per template (default 10; greedy repeats are identical)",
             "device": "cpu|cuda (default: cuda when available)",
             "stimuli_set": _STIMULI_SET_HELP,
-            "force": "recompute even if a finished run with the same config exists"})
+            "force": "recompute even if a finished run with the same config exists",
+            **_PROTOCOL_HELP})
 def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precision="auto", max_new_tokens=None,
-             generations_per_template=None, device=None, stimuli_set=None, force=False):
+             generations_per_template=None, device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
     """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>[-...]/."""
     from repro.generation import run_generation
 
     out = _gen_guard(lambda: run_generation(model, preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
                                             force=force, device=device, stimuli_set=stimuli_set,
                                             generations_per_template=_gen_int(generations_per_template,
-                                                                              "generations-per-template")))
+                                                                              "generations-per-template"),
+                                            protocol=_protocol(protocol, quirk)))
     print(out)
 
 
@@ -161,16 +163,17 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
             "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, bf16, int8, nf4",
             "device": "cpu|cuda", "stimuli_set": _STIMULI_SET_HELP,
-            "force": "recompute even if ablation.json matches the config"})
+            "force": "recompute even if ablation.json matches the config", **_PROTOCOL_HELP})
 def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
-           device=None, stimuli_set=None, force=False):
+           device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
     """Flip each of the eight protocol_matched sub-parameters toward loose -> artifacts/runs/<slug>/ablation.json."""
     from repro.ablation import run_ablation
 
     out = _gen_guard(lambda: run_ablation(model, _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
                                           generations_per_template=_gen_int(generations_per_template,
                                                                             "generations-per-template"),
-                                          force=force, device=device, stimuli_set=stimuli_set))
+                                          force=force, device=device, stimuli_set=stimuli_set,
+                                          protocol=_protocol(protocol, quirk)))
     print(out)
 
 

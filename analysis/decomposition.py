@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from repro import artifacts
+from repro.stimuli.sets import DEFAULT_SET
 
 from .descriptors import cosine_matrix
 from .rsa import RDM, AlignmentError, compare
@@ -114,28 +115,32 @@ def decompose(conditions: dict[str, RDM | None], model: str, n_perm: int = 0, se
     return {"schema": SCHEMA, "model": model, "layers": layers, "reading": reading(l3, l4)}
 
 
-def _pick_generation(gens: list[GenerationRun], preset: str, quantised: bool,
-                     prefer: str | None = None) -> GenerationRun | None:
+def _pick_generation(gens: list[GenerationRun], preset: str, quantised: bool, prefer: str | None = None,
+                     config: AnalysisConfig | None = None) -> GenerationRun | None:
+    cfg = config or AnalysisConfig()
+    want = cfg.stimuli_set or DEFAULT_SET
     cands = [g for g in gens if g.preset == preset and (g.precision.lower() in QUANTISED) == quantised]
     if not cands:
         return None
-    # Explicit rules, in order: our shipped stimuli (as the comprehension run A); the preferred precision;
-    # the preset's own config before a reduced budget; then the folder name. The chosen run is named in
-    # the decomposition's "conditions".
+    # Explicit rules, in order: the asked stimulus set (as for the comprehension run A; default ours); a run
+    # of the asked protocol (only loose runs differ by protocol); the preferred precision; the preset's own
+    # config before a reduced budget; then the folder name. The chosen run is named in "conditions".
     order = ([prefer] if prefer else []) + list(UNQUANTISED_PREFERENCE) + list(QUANTISED)
-    return sorted(cands, key=lambda g: (not g.default_stimuli, order.index(g.precision) if g.precision in order
-                                        else 99, not g.at_preset, g.kind))[0]
+    wanted = cfg.wanted_protocol()
+    return sorted(cands, key=lambda g: (g.stimuli_set != want, not g.is_run_of(wanted),
+                                        order.index(g.precision) if g.precision in order else 99,
+                                        not g.at_preset, g.kind))[0]
 
 
 def select_conditions(runs: Runs, slug: str, config: AnalysisConfig | None = None) -> dict:
     """The run chosen for each of A-D (None where absent)."""
     comp = [r for r in runs.primary(config) if r.slug == slug]
     gens = runs.generation_for(slug)
-    c = _pick_generation(gens, "protocol_matched", quantised=False)
+    c = _pick_generation(gens, "protocol_matched", quantised=False, config=config)
     return {"A": comp[0] if comp else None,
-            "B": _pick_generation(gens, "loose", quantised=False, prefer=c.precision if c else None),
+            "B": _pick_generation(gens, "loose", quantised=False, prefer=c.precision if c else None, config=config),
             "C": c,
-            "D": _pick_generation(gens, "protocol_matched", quantised=True)}
+            "D": _pick_generation(gens, "protocol_matched", quantised=True, config=config)}
 
 
 def _same_result(path: Path, out: dict) -> bool:
@@ -173,10 +178,13 @@ def decomposition_from_runs(slug: str, runs: Runs | None = None, root=None, conf
     out["source"] = "runs"
     out["centring"] = {"mode": cfg.decomposition_centring, "meaning": CENTRING[cfg.decomposition_centring]}
     out["label"] = short_name(model)
+    wanted = cfg.wanted_protocol()
+    out["protocol"] = wanted.to_dict()
     out["conditions"] = {
         k: (None if r is None else {"run": f"{r.slug}/{r.kind}", "n_emotions": len(r.emotions),
                                     "precision": getattr(r, "precision", None) or getattr(r, "dtype", None),
-                                    "preset": getattr(r, "preset", "comprehension")})
+                                    "preset": getattr(r, "preset", "comprehension"),
+                                    "run_of_protocol": r.is_run_of(wanted)})
         for k, r in chosen.items()}
     out["env"] = artifacts.environment()
     if write and any(chosen[k] is not None for k in "BCD"):

@@ -26,8 +26,8 @@ def _stimuli(meta: dict) -> str:
 
 
 def _protocol(meta: dict) -> str:
-    if meta.get("kind") != "comprehension":
-        return "-"  # generation runs: their departure (loose decoding) is still pending
+    if meta.get("kind") not in ("comprehension", "generation"):
+        return "-"  # steering and other runs: no protocol switch reaches them yet (issue 23)
     from repro.protocol import run_protocol_label
 
     return run_protocol_label(meta)

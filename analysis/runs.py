@@ -18,7 +18,7 @@ import numpy as np
 
 from repro import artifacts
 from repro.layout import layout_problem
-from repro.protocol import run_protocol_label, run_protocols
+from repro.protocol import is_run_of, run_protocol_label, run_protocols
 from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from .descriptors import as_array, rdm_std
@@ -43,6 +43,17 @@ class AnalysisConfig:
     stimuli_set: str | None = None  # the set whose runs represent a model (None: the shipped set, ours)
     decomposition_centring: str = "post"  # analysis.decomposition.CENTRING: "post" (the paper's) or "stored"
     protocol: str = "paper"  # runs of this protocol represent a model first (repro.protocol; docs/PROTOCOLS.md)
+    # Every switch of the asked protocol, ((id, on), ...), when it is a --quirk mix ("custom"); () for a
+    # named protocol. Runs that applied exactly these switches represent a model first.
+    protocol_switches: tuple = ()
+
+    def wanted_protocol(self):
+        """The asked protocol as a ``repro.protocol.Protocol`` (a name that is not one: ``paper``)."""
+        from repro.protocol import PROTOCOL_NAMES, Protocol, named
+
+        if self.protocol_switches:
+            return Protocol(tuple(self.protocol_switches))
+        return named(self.protocol if self.protocol in PROTOCOL_NAMES else "paper")
 
 
 def config_for_protocol(protocol=None, **settings) -> AnalysisConfig:
@@ -51,8 +62,9 @@ def config_for_protocol(protocol=None, **settings) -> AnalysisConfig:
     from repro.protocol import resolve_protocol
 
     p = protocol or resolve_protocol()
-    return AnalysisConfig(protocol=p.name, decomposition_centring="post" if p.on("decomposition_post_centring")
-                          else "stored", **settings)
+    return AnalysisConfig(protocol=p.name, protocol_switches=p.switches if p.name == "custom" else (),
+                          decomposition_centring="post" if p.on("decomposition_post_centring") else "stored",
+                          **settings)
 
 
 def artifacts_root(root=None) -> Path:
@@ -117,6 +129,10 @@ class ComprehensionRun:
     def protocols(self) -> list[str]:
         """The named protocols this run is a run of (``repro.protocol.run_protocols``)."""
         return run_protocols(self.meta)
+
+    def is_run_of(self, protocol) -> bool:
+        """Did the run apply exactly the switches of its stage that ``protocol`` sets?"""
+        return is_run_of(self.meta, protocol)
 
     @property
     def protocol_label(self) -> str:
@@ -286,12 +302,35 @@ class GenerationRun:
         return stimuli_label(self.meta)
 
     @property
-    def at_preset(self) -> bool:
-        """Run with its preset's own config (not a reduced budget or another departure)."""
-        from repro.generation import PRESETS
+    def applied(self) -> dict[str, bool] | None:
+        """The protocol switches the run applied (None: a run recorded before protocols)."""
+        return (self.meta.get("protocol") or {}).get("applied")
 
-        base = PRESETS.get(self.preset)
-        return base is not None and self.meta.get("generation_config") == base.to_dict()
+    @property
+    def protocols(self) -> list[str]:
+        """The named protocols this run is a run of: a loose run by its decoding switch (recorded before
+        protocols: top_k 50, i.e. ``corrected``); any other preset is the same under both."""
+        return run_protocols({**self.meta, "kind": "generation", "preset": self.preset})
+
+    def is_run_of(self, protocol) -> bool:
+        """A loose run: did it apply the loose switch ``protocol`` sets? (Other presets: always.)"""
+        return is_run_of({**self.meta, "kind": "generation", "preset": self.preset}, protocol)
+
+    @property
+    def at_preset(self) -> bool:
+        """Run with its preset's own config under the protocol it applied (not a reduced budget or another
+        departure)."""
+        from repro.generation import PRESETS, preset
+
+        if self.preset not in PRESETS:
+            return False
+        applied = self.applied
+        if applied is None and self.preset == "loose":  # before protocols: what emogeo did then
+            from repro.generation import LOOSE_STAGE
+            from repro.protocol import resolve_protocol
+
+            applied = resolve_protocol("corrected").identity(LOOSE_STAGE)
+        return self.meta.get("generation_config") == preset(self.preset, applied=applied or {}).to_dict()
 
     @property
     def preset(self) -> str:
@@ -353,11 +392,12 @@ class Runs:
         report marks the run each model used."""
         cfg = config or AnalysisConfig()
         want = cfg.stimuli_set or DEFAULT_SET
+        wanted = cfg.wanted_protocol()
 
         def rank(r: ComprehensionRun):
             d = cfg.dtype_preference.index(r.dtype) if r.dtype in cfg.dtype_preference else 99
             b = cfg.backend_preference.index(r.backend) if r.backend in cfg.backend_preference else 99
-            return (r.stimuli_set != want, cfg.protocol not in r.protocols, bool(r.meta.get("method_departures")),
+            return (r.stimuli_set != want, not r.is_run_of(wanted), bool(r.meta.get("method_departures")),
                     d, b, r.kind)
 
         best: dict[str, ComprehensionRun] = {}

@@ -25,7 +25,8 @@ from repro import artifacts
 from repro.stimuli.sets import DEFAULT_SET
 
 from . import decomposition as decomp
-from .protocol_effects import protocol_effects
+from .protocol_effects import (decomposition_effects, protocol_effects, table_decomposition_effects,
+                               table_protocol_effects)
 from .isotropy import flag_text, invariance_gap, is_flagged, isotropised_anisotropy, isotropised_rdm
 from .rsa import RDM, ModelInfo, compare, mature_block, mti_dissociation, rdm_of_rdms, within_family_pairs
 from .runs import PRIMARY_RULES, AnalysisConfig, Runs, artifacts_root, collect, short_name
@@ -280,6 +281,7 @@ def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
     res["runs_used_rules"] = PRIMARY_RULES.format(stimuli=cfg.stimuli_set or DEFAULT_SET, protocol=cfg.protocol)
     used = {u["run"] for u in res["runs_used"]}
     res["protocol_effects"] = protocol_effects(runs)
+    res["decomposition_effects"] = decomposition_effects(runs, cfg)
 
     # Table A1 for every comprehension run, with split-half reliability of its best-layer RDM.
     rows, split = [], {}
@@ -839,39 +841,8 @@ def table_claims(res: dict) -> Table:
                   "agree is what the tables above (and artifacts/verify/verify.md) show."])
 
 
-def table_protocol_effects(res: dict) -> Table:
-    cols = ["model", "backend", "dtype", "stimuli", "other run", "protocol", "switches off", "best layer paper",
-            "best layer other", "margin paper", "margin other", "anisotropy paper", "anisotropy other",
-            "mean cosine paper", "mean cosine other", "RDM std paper", "RDM std other", "RDM rho"]
-    title = "Protocol effects - the same model under protocol paper and another protocol (docs/PROTOCOLS.md)"
-    from repro.protocol import DEPARTURES
-
-    pending = [d.id for d in DEPARTURES if not d.implemented]
-    notes = ["paper = the procedure behind the published numbers (the default); the other run has the listed "
-             "switches off (`--protocol corrected` or `--quirk ID=off`). Descriptors at each run's own best layer; "
-             "RDM rho = Spearman between the two runs' best-layer RDMs.",
-             "Departures: " + "; ".join(f"{d.id} ({d.stage}: {d.authors})" for d in DEPARTURES) + "."]
-    if pending:
-        notes.append("Pending (run as corrected whatever is asked, recorded in each run): " + ", ".join(pending) + ".")
-    if res["mode"] != "runs":
-        return _not_run("protocol_effects", title, cols, "needs runs", notes)
-    rows = []
-    for e in res.get("protocol_effects") or []:
-        p, o = e["paper"], e["other"]
-        rows.append([e["model"], e["backend"], e["dtype"], e["stimuli"], o["run"].split("/", 1)[-1],
-                     e["other_protocol"], ", ".join(e["switches_off"]) or "-", p["best_layer"], o["best_layer"],
-                     p["margin"], o["margin"], p["anisotropy"], o["anisotropy"], p["mean_cosine"], o["mean_cosine"],
-                     p["rdm_std"], o["rdm_std"], e["rdm_rho"]])
-    if not rows:
-        return _not_run("protocol_effects", title, cols, "no model has runs under two protocols (e.g. `invoke "
-                        "extract --model M --protocol corrected` next to the default run)", notes)
-    fine = {c: 5 for c in ("margin paper", "margin other", "mean cosine paper", "mean cosine other")}
-    fine.update({c: 4 for c in ("anisotropy paper", "anisotropy other", "RDM std paper", "RDM std other", "RDM rho")})
-    return Table("protocol_effects", title, cols, rows, notes, intcols=("best layer paper", "best layer other"),
-                 digits=fine)
-
-
-TABLE_BUILDERS = (table_a1, table_protocol_effects, table_rdm_of_rdms, table_pairs, table_rsa_summary, table_mti, table_size,
+TABLE_BUILDERS = (table_a1, table_protocol_effects, table_decomposition_effects, table_rdm_of_rdms, table_pairs,
+                  table_rsa_summary, table_mti, table_size,
                   table_decomposition, table_isotropy, table_ablation, table_steering, table_equivalence,
                   table_claims)
 

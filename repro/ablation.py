@@ -28,10 +28,12 @@ import time
 from pathlib import Path
 
 from . import artifacts
-from .generation import (LOOSE, PRESETS, SUBPARAMETERS, Caches, GenerationConfig, chat_available, collect,
+from .generation import (LOOSE, LOOSE_STAGE, PRESETS, SUBPARAMETERS, Caches, GenerationConfig, chat_available, collect,
                          default_batch_size, differing_subparameters, finalize, generation_kind, naive_count, plan,
                          preset, rdm_spearman, resolve_precision, run_config, seed_caches_from_run)
 from .models import ModelSpec, resolve
+from .protocol import Protocol, resolve_protocol
+from .protocol import suffix as protocol_suffix
 from .stimuli import GENERATION_EMOTIONS
 from .stimuli.sets import resolve_set
 
@@ -47,11 +49,13 @@ def loose_tokens(budget: int) -> int:
     return max(1, round(budget * LOOSE.max_new_tokens / full))
 
 
-def ablation_configs(max_new_tokens: int | None = None, generations_per_template: int | None = None
+def ablation_configs(max_new_tokens: int | None = None, generations_per_template: int | None = None,
+                     protocol: Protocol | None = None
                      ) -> tuple[GenerationConfig, list[tuple[str, GenerationConfig, object]], GenerationConfig]:
-    """(base, [(sub-parameter, flipped config, flipped_to)], all-flipped config)."""
+    """(base, [(sub-parameter, flipped config, flipped_to)], all-flipped config). The loose end is the
+    loose preset under ``protocol`` (default ``paper``: no top_k)."""
     base = preset(BASE_PRESET, max_new_tokens, generations_per_template)
-    target = LOOSE.replace(max_new_tokens=loose_tokens(base.max_new_tokens))
+    target = preset("loose", loose_tokens(base.max_new_tokens), protocol=protocol)
     t = target.to_dict()
     flips = []
     for name, fields in SUBPARAMETERS.items():
@@ -71,18 +75,20 @@ def _printer(progress: bool):
 def run_ablation(model, max_new_tokens: int | None = None, precision: str = "auto",
                  generations_per_template: int | None = None, force: bool = False, progress: bool = True,
                  device: str | None = None, batch_size: int | None = None,
-                 emotions: tuple[str, ...] | None = None, stimuli_set: str | None = None) -> Path:
-    """Write ``artifacts/runs/<slug>/ablation.json`` (``ablation-stim<digest8>.json`` on stimuli other than
-    the shipped set); returns its path. ``emotions`` (default: the 20) exists for fast tests only."""
+                 emotions: tuple[str, ...] | None = None, stimuli_set: str | None = None,
+                 protocol: Protocol | None = None) -> Path:
+    """Write ``artifacts/runs/<slug>/ablation.json`` (``-stim<digest8>`` on stimuli other than the shipped
+    set, ``-corrected`` or ``-q<hash8>`` when the loose end is not the ``paper`` one); returns its path.
+    ``emotions`` (default: the 20) exists for fast tests only."""
     from .generation import quiet_bnb
 
     with quiet_bnb():
         return _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device,
-                             batch_size, emotions, stimuli_set)
+                             batch_size, emotions, stimuli_set, protocol or resolve_protocol())
 
 
 def _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device, batch_size,
-                  emotions, stimuli_set) -> Path:
+                  emotions, stimuli_set, protocol) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
@@ -90,11 +96,13 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
     device = device or default_device()
     precision, prec_note = resolve_precision(precision, device)
     emotions = tuple(emotions or GENERATION_EMOTIONS)
-    base, flips, target = ablation_configs(max_new_tokens, generations_per_template)
+    base, flips, target = ablation_configs(max_new_tokens, generations_per_template, protocol)
     sset = resolve_set(stimuli_set)
     base_rc = run_config(spec, BASE_PRESET, base, precision, device, sset)
-    out = artifacts.runs_dir() / spec.slug / ("ablation.json" if sset.default else
-                                              f"ablation-stim{base_rc['stimuli_sha256'][:8]}.json")
+    applied = protocol.identity(LOOSE_STAGE)
+    name = ("ablation" + ("" if sset.default else f"-stim{base_rc['stimuli_sha256'][:8]}")
+            + protocol_suffix(LOOSE_STAGE, applied))
+    out = artifacts.runs_dir() / spec.slug / f"{name}.json"
     config = {"schema": SCHEMA, "base": base_rc,
               "flips": {n: c.to_dict() for n, c, _ in flips}, "all_flipped": target.to_dict(),
               "emotions": list(emotions)}
@@ -140,7 +148,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
         with timer(label):
             res = collect(lm, backend, cfg, plan(cfg, emotions, sset), caches, bs, chat,
                           log=lambda m: log(f"{label}: {m}"))
-            fin = finalize(cfg, res, lm.n_layers, spec.slug, emotions, stimuli_set=sset.name)
+            fin = finalize(cfg, res, lm.n_layers, spec.slug, emotions, stimuli_set=sset.name, protocol=protocol)
         n_distinct = sum(len(v["records"]) for v in res.values())
         log(f"{label}: layer {fin['layer']}, {caches.generated - g0} new generations, "
             f"{time.perf_counter() - t0:.1f}s")
@@ -173,6 +181,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
         "precision": precision, "device": device, "backend": "hf",
         "backend_reason": "raw HF hooks for every precision (TransformerLens refuses bitsandbytes models)",
         "emotions": list(emotions), "config": config, "config_hash": chash,
+        "protocol": protocol.record(LOOSE_STAGE),
         "stimuli": {"default": sset.default, "set": sset.name, "sha256": base_rc["stimuli_sha256"]},
         "base": {"generation_config": base.to_dict(), **base_res},
         "rows": rows,

@@ -12,7 +12,8 @@ What the eight sub-parameters of Section 4.3.2 are here (``GenerationConfig`` fi
  1    n_templates              5                            1 (the first template)
  2    generations_per_template 10                           1
  3    decoding                 greedy                       sampled: temperature 0.7, top_p 0.9,
-                                                            top_k 50, fixed seed
+                                                            no top_k (``--protocol paper``; top_k 50
+                                                            under ``corrected``), fixed seed
  4    max_new_tokens           256                          100
  5    position                 mid                          last
  6    layer                    middle (n_layers // 2)       best (comprehension best layer)
@@ -61,6 +62,8 @@ import torch
 
 from . import artifacts
 from .models import ModelSpec, resolve
+from .protocol import PROTOCOL_NAMES, Protocol, resolve_protocol
+from .protocol import suffix as protocol_suffix
 from .stimuli import GENERATION_EMOTIONS, load_generation_templates, load_neutral_template, load_neutral_topics
 from .stimuli.sets import StimulusSet, load_loose_prompts, resolve_set, run_stimuli_set, shipped
 
@@ -137,16 +140,22 @@ PROTOCOL_MATCHED = GenerationConfig(
     seed=20260409, max_new_tokens=256, position="mid", layer="middle", chat_template=True,
     vector_formula="neutral_unit", n_neutral=10)
 
-# The "loose" end of every sub-parameter (Section 4.3.2). Choices where the paper is silent:
-# one template (the paper's "single prompt" = our first template), one sample, top_k 50 (the
-# transformers default that a plain generate(do_sample=True, temperature=0.7, top_p=0.9) applies),
-# the same fixed seed as protocol_matched, and no neutral stories (global-mean centring subtracts the
-# mean of the 20 emotion means, as the comprehension pipeline does, without unit normalisation).
+# The "loose" end of every sub-parameter (Section 4.3.2), as the authors' loose script ran it (the
+# ``paper`` protocol): one template (the paper's "single prompt": the set's loose prompt, else our first
+# template), one sample, temperature 0.7 and top_p 0.9 with no top_k (TransformerLens generate's
+# default), and no neutral stories (global-mean centring subtracts the mean of the 20 emotion means, as
+# the comprehension pipeline does, without unit normalisation). Their run was unseeded; ours keeps the
+# fixed seed of protocol_matched under every protocol, so that a run can be repeated.
 LOOSE = GenerationConfig(
-    n_templates=1, generations_per_template=1, do_sample=True, temperature=0.7, top_p=0.9, top_k=50,
+    n_templates=1, generations_per_template=1, do_sample=True, temperature=0.7, top_p=0.9, top_k=None,
     seed=20260409, max_new_tokens=100, position="last", layer="best", chat_template=False,
     vector_formula="global_mean", n_neutral=10)
+# Under ``--quirk loose_no_top_k_unseeded=off`` (``corrected``): top_k 50, the transformers default that a
+# plain ``generate(do_sample=True, temperature=0.7, top_p=0.9)`` applies (emogeo's loose before protocols).
+LOOSE_CORRECTED_TOP_K = 50
+LOOSE_STAGE = "generation-loose"  # the protocol stage of a loose run (repro.protocol.STAGES)
 
+# The presets under the default protocol (``paper``); ``preset(name, protocol=...)`` gives another's.
 PRESETS: dict[str, GenerationConfig] = {"protocol_matched": PROTOCOL_MATCHED, "loose": LOOSE}
 
 # Reduced budget for the CPU reproduce of the embedded default (SmolLM2-135M, 2 cores). 32 new tokens is the
@@ -158,12 +167,22 @@ PRESETS: dict[str, GenerationConfig] = {"protocol_matched": PROTOCOL_MATCHED, "l
 EMBEDDED_BUDGET = {"max_new_tokens": 32, "generations_per_template": 2}
 
 
-def preset(name: str, max_new_tokens: int | None = None, generations_per_template: int | None = None
-           ) -> GenerationConfig:
-    """A preset, optionally with a reduced token budget / repeat count (both recorded in the config)."""
+def preset_applied(name: str, protocol: Protocol | None = None) -> dict[str, bool]:
+    """The protocol switches that change a run of preset ``name`` (only loose has one)."""
+    return (protocol or resolve_protocol()).identity(LOOSE_STAGE) if name == "loose" else {}
+
+
+def preset(name: str, max_new_tokens: int | None = None, generations_per_template: int | None = None,
+           protocol: Protocol | None = None, applied: dict[str, bool] | None = None) -> GenerationConfig:
+    """A preset under a protocol (default ``paper``; or the switches a run ``applied``, as its metadata
+    records them), optionally with a reduced token budget / repeat count (both recorded in the config)."""
     if name not in PRESETS:
         raise ValueError(f"preset {name!r}: choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[name]
+    if applied is None:
+        applied = preset_applied(name, protocol)
+    if name == "loose" and not applied.get("loose_no_top_k_unseeded", False):
+        cfg = cfg.replace(top_k=LOOSE_CORRECTED_TOP_K)
     if max_new_tokens is not None:
         cfg = cfg.replace(max_new_tokens=int(max_new_tokens))
     if generations_per_template is not None:
@@ -484,34 +503,43 @@ def rdm_spearman(a, b) -> float:
     return float(rho)
 
 
-def find_comprehension_run(slug: str, stimuli_set: str | None = None) -> Path | None:
-    """The model's comprehension run, by explicit rules: on the given stimulus set (default: ours) first;
-    then dtype fp16, fp32, bf16, then any (stable across precisions); then by name."""
+def find_comprehension_run(slug: str, stimuli_set: str | None = None, protocol: Protocol | None = None
+                           ) -> Path | None:
+    """The model's comprehension run, by explicit rules in this order: on the given stimulus set (default:
+    ours); a run of the given protocol (default ``paper``; repro.protocol.run_protocols); on the model's
+    Table A1 backend (the run the authors' best layer came from); dtype fp16, fp32, bf16, then any
+    (stable across precisions); then by name."""
+    from .protocol import run_protocols
+
     root = artifacts.runs_dir() / slug
     runs = sorted(p.parent for p in root.glob("comprehension-*/metadata.json"))
     if not runs:
         return None
     want = stimuli_set or shipped().name
+    wanted_protocol = (protocol or resolve_protocol()).name
     rank = {"fp16": 0, "fp32": 1, "bf16": 2}
 
     def key(p: Path):
         try:
-            other_set = run_stimuli_set(json.loads((p / "metadata.json").read_text())) != want
+            meta = json.loads((p / "metadata.json").read_text())
         except (OSError, json.JSONDecodeError):
-            other_set = True
-        return (other_set, rank.get(p.name.split("-")[1] if "-" in p.name else "", 9), p.name)
+            return (True, True, True, 9, p.name)
+        table_backend = ((meta.get("model") or {}).get("paper_backend") or "").lower()
+        return (run_stimuli_set(meta) != want, wanted_protocol not in run_protocols(meta),
+                bool(table_backend) and meta.get("backend") != table_backend,
+                rank.get(str(meta.get("dtype")), 9), p.name)
 
     return sorted(runs, key=key)[0]
 
 
 def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None = None,
-                  stimuli_set: str | None = None) -> tuple[int, str]:
+                  stimuli_set: str | None = None, protocol: Protocol | None = None) -> tuple[int, str]:
     """(layer index, how it was chosen). ``best``: the comprehension best layer when a comprehension run
     exists; otherwise the generation vectors' own layer sweep (min mean pairwise cosine, the rule of
     Section 2.3) -- recorded in the note, never silent."""
     if rule == "middle":
         return n_layers // 2, "middle layer (n_layers // 2)"
-    run = find_comprehension_run(slug, stimuli_set)
+    run = find_comprehension_run(slug, stimuli_set, protocol)
     if run is not None:
         meta = json.loads((run / "metadata.json").read_text())
         if meta.get("best_layer") is not None and int(meta.get("n_layers", n_layers)) == n_layers:
@@ -526,7 +554,8 @@ def resolve_layer(rule: str, n_layers: int, slug: str, sweep: list[float] | None
 
 
 def finalize(cfg: GenerationConfig, unit_means: dict[str, dict], n_layers: int, slug: str,
-             emotions=GENERATION_EMOTIONS, stimuli_set: str | None = None) -> dict:
+             emotions=GENERATION_EMOTIONS, stimuli_set: str | None = None, protocol: Protocol | None = None
+             ) -> dict:
     """Per-unit means -> vectors at the configured position and layer, sweep, RDM."""
     em = torch.stack([unit_means[e][cfg.position] for e in emotions], dim=1)  # [L, 20, d]
     nm = unit_means[NEUTRAL][cfg.position] if cfg.uses_neutral else None      # [L, d]
@@ -535,7 +564,7 @@ def finalize(cfg: GenerationConfig, unit_means: dict[str, dict], n_layers: int, 
     for li in range(all_v.shape[0]):
         v = mean_offdiag(cosine_matrix(all_v[li]))
         sweep.append(v if math.isfinite(v) else None)
-    layer, layer_note = resolve_layer(cfg.layer, n_layers, slug, sweep, stimuli_set)
+    layer, layer_note = resolve_layer(cfg.layer, n_layers, slug, sweep, stimuli_set, protocol)
     vec = all_v[layer]
     rdm = cosine_matrix(vec)
     return {"layer": layer, "layer_note": layer_note, "vectors": vec, "emotion_means": em, "neutral_mean": nm,
@@ -580,13 +609,18 @@ def run_config(spec: ModelSpec, preset_name: str, cfg: GenerationConfig, precisi
 _KIND_TAGS = {"max_new_tokens": "tok", "generations_per_template": "rep"}
 
 
-def generation_kind(preset_name: str, precision: str, cfg: GenerationConfig, stimuli_sha256: str | None = None
-                    ) -> str:
-    """Run folder name: ``generation-<preset>-<precision>``, then whatever departs from the preset
-    (``-tok<N>``, ``-rep<N>``, ``-cfg<hash>``) and ``-stim<digest8>`` for stimuli other than the shipped
-    set. Two runs whose numbers can differ never share a folder."""
+def generation_kind(preset_name: str, precision: str, cfg: GenerationConfig, stimuli_sha256: str | None = None,
+                    applied: dict[str, bool] | None = None) -> str:
+    """Run folder name: ``generation-<preset>-<precision>``, then whatever departs from the preset under
+    the protocol switches the run ``applied`` (``-tok<N>``, ``-rep<N>``, ``-cfg<hash>``), ``-stim<digest8>``
+    for stimuli other than the shipped set, and the protocol suffix of a loose run (none for ``paper``,
+    ``-corrected``; repro.protocol.suffix). ``applied`` None: a loose run recorded before protocols,
+    every switch off. Two runs whose numbers can differ never share a folder."""
     parts = [f"generation-{preset_name}-{precision}"]
-    base = PRESETS.get(preset_name)
+    base = None
+    if preset_name in PRESETS:
+        applied = preset_applied(preset_name, resolve_protocol("corrected")) if applied is None else applied
+        base = preset(preset_name, applied=applied)
     if base is not None:
         mine, ref = cfg.to_dict(), base.to_dict()
         diff = {k: v for k, v in mine.items() if v != ref.get(k)}
@@ -595,7 +629,7 @@ def generation_kind(preset_name: str, precision: str, cfg: GenerationConfig, sti
             parts.append("cfg" + artifacts.config_hash(diff)[:8])
     if stimuli_sha256 and stimuli_sha256 != shipped().generation_digest():
         parts.append(f"stim{stimuli_sha256[:8]}")
-    return "-".join(parts)
+    return "-".join(parts) + (protocol_suffix(LOOSE_STAGE, applied) if preset_name == "loose" else "")
 
 
 class _DropBnbCast:
@@ -637,25 +671,39 @@ def run_generation(spec_or_name, preset_name: str = "protocol_matched", precisio
                    max_new_tokens: int | None = None, force: bool = False, progress: bool = True,
                    device: str | None = None, batch_size: int | None = None,
                    generations_per_template: int | None = None, config: GenerationConfig | None = None,
-                   stimuli_set: str | None = None) -> Path:
-    """Run (or reuse) ``artifacts/runs/<slug>/<generation_kind(...)>/``; returns its path."""
+                   stimuli_set: str | None = None, protocol: Protocol | None = None) -> Path:
+    """Run (or reuse) ``artifacts/runs/<slug>/<generation_kind(...)>/``; returns its path. ``protocol``
+    (default ``paper``) sets the loose preset's decoding (switch ``loose_no_top_k_unseeded``)."""
     with quiet_bnb():
         return _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device,
-                               batch_size, generations_per_template, config, stimuli_set)
+                               batch_size, generations_per_template, config, stimuli_set,
+                               protocol or resolve_protocol())
+
+
+def protocol_record(preset_name: str, protocol: Protocol) -> dict:
+    """What a generation run writes down about its protocol (a protocol_matched run: no switch applies)."""
+    if preset_name == "loose":
+        return protocol.record(LOOSE_STAGE)
+    return {**protocol.to_dict(), "applied": {}, "matches": list(PROTOCOL_NAMES),
+            "note": "no protocol switch changes a protocol_matched run"}
 
 
 def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device, batch_size,
-                    generations_per_template, config, stimuli_set) -> Path:
+                    generations_per_template, config, stimuli_set, protocol) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
     spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else resolve(spec_or_name)
     device = device or default_device()
     precision, prec_note = resolve_precision(precision, device)
-    cfg = config or preset(preset_name, max_new_tokens, generations_per_template)
+    cfg = config or preset(preset_name, max_new_tokens, generations_per_template, protocol=protocol)
+    applied = preset_applied(preset_name, protocol)
     sset = resolve_set(stimuli_set)
     rcfg = run_config(spec, preset_name, cfg, precision, device, sset)
-    out = artifacts.run_dir(spec.slug, generation_kind(preset_name, precision, cfg, rcfg["stimuli_sha256"]))
+    if applied:  # only a loose run: protocol_matched configs (and their hashes) stay as they were
+        rcfg["protocol_applied"] = applied
+    out = artifacts.run_dir(spec.slug, generation_kind(preset_name, precision, cfg, rcfg["stimuli_sha256"],
+                                                       applied))
     log = _printer(progress)
     if not force and artifacts.finished(out, rcfg):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
@@ -674,6 +722,9 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     if cfg.chat_template and not chat_available(lm.tokenizer):
         chat = False
         notes.append(f"{spec.alias} has no chat template (base model): prompts were given as plain text")
+    if preset_name == "loose" and protocol.on("loose_no_top_k_unseeded"):
+        notes.append(f"protocol {protocol.name}: sampled without top_k as the authors' loose script did; their "
+                     f"run was unseeded, this one uses seed {cfg.seed} (docs/PROTOCOLS.md)")
     units = plan(cfg, sset=sset)
     store = artifacts.PartialStore(out, rcfg)
     if force:  # --force: start from nothing, also not from partial progress
@@ -712,7 +763,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
                 log(f"unit {u} done")
                 _after_unit(u)
     with timer("finalize"):
-        fin = finalize(cfg, unit_means, lm.n_layers, spec.slug, stimuli_set=sset.name)
+        fin = finalize(cfg, unit_means, lm.n_layers, spec.slug, stimuli_set=sset.name, protocol=protocol)
     gen_lens = [r["gen_len"] for u in units for r in unit_means[u]["records"]]
     hit = [r["hit_eos"] for u in units for r in unit_means[u]["records"]]
     emotions = list(GENERATION_EMOTIONS)
@@ -720,6 +771,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
                    for a, b in (("happy", "sad"), ("calm", "desperate"), ("loving", "hostile"), ("proud", "guilty"))}
     meta = {
         "schema": SCHEMA, "kind": "generation", "preset": preset_name, "config": rcfg,
+        "protocol": protocol_record(preset_name, protocol),
         "config_hash": artifacts.config_hash(rcfg), "generation_config": cfg.to_dict(),
         "subparameters": {k: list(v) for k, v in SUBPARAMETERS.items()},
         "model": spec.to_dict(), "precision": precision, "device": device, "quantized": lm.quantized,

@@ -31,7 +31,8 @@ def expected_name(meta: dict) -> str | None:
             from .generation import GenerationConfig, generation_kind
 
             cfg = GenerationConfig(**meta["generation_config"])
-            return generation_kind(meta["preset"], meta["precision"], cfg, meta.get("stimuli_sha256"))
+            applied = (meta.get("protocol") or {}).get("applied")  # loose runs before protocols: None
+            return generation_kind(meta["preset"], meta["precision"], cfg, meta.get("stimuli_sha256"), applied)
     except (KeyError, TypeError):
         return None
     return None

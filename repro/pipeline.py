@@ -81,7 +81,7 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
         # A reduced protocol budget scales the loose budget by the same ratio (100/256).
         yield "generation-loose", lambda: run_generation(spec, "loose", opt.gen_precisions[0],
                                                          max_new_tokens=loose_tokens(budget), force=opt.force,
-                                                         stimuli_set=ss)
+                                                         stimuli_set=ss, protocol=opt.protocol)
         for precision in opt.gen_precisions:
             yield f"generation-protocol_matched-{precision}", (
                 lambda precision=precision: run_generation(spec, "protocol_matched", precision, max_new_tokens=budget,
@@ -90,7 +90,8 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
     if opt.ablation:
         # Same precision and budget as C, so the unflipped arm reuses C's generations.
         yield "ablation", lambda: run_ablation(spec, max_new_tokens=budget, precision=opt.gen_precisions[0],
-                                               generations_per_template=gpt, force=opt.force, stimuli_set=ss)
+                                               generations_per_template=gpt, force=opt.force, stimuli_set=ss,
+                                               protocol=opt.protocol)
     if opt.steering:
         from .steering import run_steering
 

@@ -45,9 +45,12 @@ DEPARTURES: tuple[Departure, ...] = (
               "texts tokenised with TransformerLens to_tokens (its per-model prepend-BOS default)",
               "scripts/paper5_extract.py (extract_vectors_at_layer, compute_anisotropy)",
               corrected_on=False, implemented=True),
+    # The switch applies "no top_k". It does not apply "no seed": an unseeded draw is one draw of a seed
+    # nobody wrote down, so emogeo keeps its recorded fixed seed under both protocols (docs/PROTOCOLS.md).
     Departure("loose_no_top_k_unseeded", "generation-loose",
-              "loose generation sampled with TransformerLens generate defaults: no top_k, no seed",
-              "scripts/paper5_extract.py (extract_vectors_generation)", corrected_on=False, implemented=False),
+              "loose generation sampled with TransformerLens generate defaults: no top_k, no seed "
+              "(emogeo applies no top_k and keeps its recorded seed)",
+              "scripts/paper5_extract.py (extract_vectors_generation)", corrected_on=False, implemented=True),
 )
 BY_ID = {d.id: d for d in DEPARTURES}
 
@@ -82,8 +85,7 @@ class Protocol:
 
     def record(self, stage: str) -> dict:
         """What an artifact of ``stage`` writes down: asked, applied, the named protocols the run is a run of
-        (``matches``: for a TL run today both, since no TL switch is implemented yet), and what was asked
-        but is pending."""
+        (``matches``), and what was asked but is pending."""
         asked = dict(self.switches)
         return {"name": self.name, "asked": asked, "applied": self.identity(stage),
                 "matches": matching(stage, self.identity(stage)),
@@ -112,27 +114,43 @@ def resolve_protocol(name: str | None = None, quirks: str | None = None) -> Prot
     return Protocol(tuple((d.id, base[d.id]) for d in DEPARTURES))
 
 
-def _normalised(stage: str, applied: dict[str, bool] | None) -> dict[str, bool]:
+def normalised_applied(stage: str, applied: dict[str, bool] | None) -> dict[str, bool]:
     # Switches missing from a record count as off: that is what emogeo did before the switch existed.
     return {d.id: bool((applied or {}).get(d.id, False)) for d in DEPARTURES if d.stage == stage and d.implemented}
 
 
 def matching(stage: str, applied: dict[str, bool] | None) -> list[str]:
     """The named protocols a run of ``stage`` that applied ``applied`` is a run of (empty: a custom mix)."""
-    got = _normalised(stage, applied)
+    got = normalised_applied(stage, applied)
     return [name for name in PROTOCOL_NAMES if named(name).identity(stage) == got]
 
 
+def run_stage(meta: dict) -> str | None:
+    """The stage a run's metadata belongs to: ``extraction-<backend>`` for a comprehension run,
+    ``generation-loose`` for a loose generation run; None for a run no switch changes (protocol_matched)."""
+    if meta.get("kind") == "generation":
+        preset = meta.get("preset") or (meta.get("config") or {}).get("preset")
+        return "generation-loose" if preset == "loose" else None
+    return f"extraction-{meta.get('backend')}"
+
+
 def run_applied(meta: dict) -> dict[str, bool]:
-    """A comprehension run's implemented switches with their values (absent from an old record: off)."""
-    return _normalised(f"extraction-{meta.get('backend')}", (meta.get("protocol") or {}).get("applied"))
+    """A run's implemented switches with their values (absent from an old record: off)."""
+    stage = run_stage(meta)
+    return normalised_applied(stage, (meta.get("protocol") or {}).get("applied")) if stage else {}
 
 
 def run_protocols(meta: dict) -> list[str]:
-    """The named protocols a comprehension run's metadata makes it a run of (runs written before protocols
-    were recorded: judged by what emogeo did then, every switch off)."""
-    stage = f"extraction-{meta.get('backend')}"
-    return matching(stage, (meta.get("protocol") or {}).get("applied"))
+    """The named protocols a run's metadata makes it a run of (runs written before protocols were recorded:
+    judged by what emogeo did then, every switch off; a run no switch changes: both)."""
+    stage = run_stage(meta)
+    return matching(stage, (meta.get("protocol") or {}).get("applied")) if stage else list(PROTOCOL_NAMES)
+
+
+def is_run_of(meta: dict, protocol: Protocol) -> bool:
+    """Did the run apply exactly the switches of its stage that ``protocol`` sets?"""
+    stage = run_stage(meta)
+    return stage is None or run_applied(meta) == protocol.identity(stage)
 
 
 def run_protocol_label(meta: dict) -> str:
@@ -146,7 +164,7 @@ def suffix(stage: str, applied: dict[str, bool] | None) -> str:
     ``applied`` count as off: that is what emogeo did before the switch existed."""
     from .artifacts import config_hash
 
-    got = _normalised(stage, applied)
+    got = normalised_applied(stage, applied)
     if got == named("paper").identity(stage):
         return ""
     if got == named("corrected").identity(stage):

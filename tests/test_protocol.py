@@ -83,3 +83,54 @@ def test_reproduce_records_its_protocol_as_json():
         rec = json.loads(artifacts.dumps({"options": options_record(opt)}))["options"]["protocol"]
         assert rec["name"] == ("paper" if opt.protocol is None else "custom")
         assert set(rec["switches"]) == set(P.BY_ID)
+
+
+def test_loose_preset_follows_the_protocol_and_names_its_run():
+    from repro.generation import LOOSE_STAGE, generation_kind, preset
+    from repro.layout import expected_name
+
+    paper, corrected = P.resolve_protocol(), P.resolve_protocol("corrected")
+    assert preset("loose").top_k is None and preset("loose", protocol=paper).top_k is None  # TL generate default
+    assert preset("loose", protocol=corrected).top_k == 50  # the transformers default
+    assert preset("loose").seed == preset("loose", protocol=corrected).seed  # both seeded (the documented exception)
+    assert preset("loose", 12, protocol=corrected).replace(top_k=None) == preset("loose", 12)  # nothing else moves
+    assert preset("protocol_matched", protocol=corrected) == preset("protocol_matched")  # greedy: no switch
+    on, off = paper.identity(LOOSE_STAGE), corrected.identity(LOOSE_STAGE)
+    assert on == {"loose_no_top_k_unseeded": True} and off == {"loose_no_top_k_unseeded": False}
+    assert generation_kind("loose", "fp16", preset("loose", 12), None, on) == "generation-loose-fp16-tok12"
+    assert generation_kind("loose", "fp16", preset("loose", 12, protocol=corrected), None, off) == \
+        "generation-loose-fp16-tok12-corrected"
+    # a loose run written before protocols (top_k 50, no record) is a corrected run, and is named so
+    old = {"kind": "generation", "preset": "loose", "precision": "fp16",
+           "generation_config": preset("loose", 12, protocol=corrected).to_dict()}
+    assert expected_name(old) == "generation-loose-fp16-tok12-corrected"
+    new = {**old, "generation_config": preset("loose", 12).to_dict(), "protocol": paper.record(LOOSE_STAGE)}
+    assert expected_name(new) == "generation-loose-fp16-tok12"
+    # a protocol_matched run keeps its name under every protocol
+    pm = {"kind": "generation", "preset": "protocol_matched", "precision": "int8",
+          "generation_config": preset("protocol_matched", 32, 2).to_dict()}
+    assert expected_name(pm) == "generation-protocol_matched-int8-tok32-rep2"
+
+
+def test_the_loose_layer_comes_from_the_comprehension_run_of_the_same_protocol(tmp_path, monkeypatch):
+    """find_comprehension_run: stimulus set, then protocol, then the Table A1 backend, then dtype."""
+    from repro import artifacts
+    from repro.generation import find_comprehension_run
+
+    monkeypatch.setenv("EMOGEO_ARTIFACTS", str(tmp_path))
+    model = {"hub_id": "Qwen/Qwen2.5-1.5B", "paper_backend": "TL"}
+    runs = {  # name -> (backend, dtype, applied)
+        "comprehension-fp16-hf": ("hf", "fp16", {"hf_neutral_first10": True, "hf_last_layer_post_norm": True}),
+        "comprehension-fp16-hf-corrected": ("hf", "fp16", {"hf_neutral_first10": False,
+                                                           "hf_last_layer_post_norm": False}),
+        "comprehension-fp32-tl": ("tl", "fp32", {"tl_to_tokens_bos": True}),
+        "comprehension-fp32-tl-corrected": ("tl", "fp32", {"tl_to_tokens_bos": False}),
+    }
+    for name, (backend, dtype, applied) in runs.items():
+        artifacts.write_json_atomic(artifacts.run_dir("qwen", name) / "metadata.json", {
+            "kind": "comprehension", "backend": backend, "dtype": dtype, "model": model,
+            "protocol": {"applied": applied}})
+    pick = lambda proto: find_comprehension_run("qwen", protocol=P.resolve_protocol(proto)).name  # noqa: E731
+    assert pick("paper") == "comprehension-fp32-tl"  # Table A1 backend before dtype
+    assert pick("corrected") == "comprehension-fp32-tl-corrected"
+    assert find_comprehension_run("qwen").name == "comprehension-fp32-tl"  # default: paper

@@ -360,3 +360,37 @@ def test_protocol_effects_pair_the_paper_run_with_the_others(tmp_path):
     md = table_protocol_effects(res).to_markdown()
     assert "comprehension-fp32-hf | corrected | hf_neutral_first10, hf_last_layer_post_norm" in md
     assert "| 0.5000 |" in md
+
+
+def test_decomposition_reads_the_loose_run_of_the_asked_protocol(tmp_path):
+    """B is the loose run of the asked protocol; the per-variant table says which runs are missing."""
+    from analysis.decomposition import select_conditions
+    from analysis.protocol_effects import decomposition_effects
+    from analysis.runs import config_for_protocol
+    from repro.protocol import resolve_protocol
+
+    runs_dir = make_fake_runs(tmp_path, extras=False)
+    slug = "meta-llama_Llama-3.2-3B-Instruct"
+    old = runs_dir / slug / "generation-loose-fp32"  # no protocol record: top_k 50, a corrected run
+    meta = json.loads((old / "metadata.json").read_text())
+    import safetensors.numpy as stn
+
+    d = stn.load_file(str(old / "vectors.safetensors"))["vectors"].shape[1]
+    v = np.random.default_rng(5).normal(size=(20, d))  # a B unrelated to the old one
+    _write_run(runs_dir / slug / "generation-loose-fp32-p", {"vectors": v},
+               {**meta, "protocol": {"applied": {"loose_no_top_k_unseeded": True}}})
+    runs = collect(tmp_path)
+    paper = select_conditions(runs, slug, config_for_protocol(resolve_protocol("paper")))
+    corrected = select_conditions(runs, slug, config_for_protocol(resolve_protocol("corrected")))
+    assert paper["B"].kind == "generation-loose-fp32-p" and corrected["B"].kind == "generation-loose-fp32"
+    assert paper["C"].kind == corrected["C"].kind == "generation-protocol_matched-fp32"
+    rows = {r["variant"]: r for r in decomposition_effects(runs)}
+    assert set(rows) >= {"paper", "corrected", "loose_no_top_k_unseeded=off", "decomposition_post_centring=off"}
+    # the fake comprehension runs carry no protocol record (all switches off): HF runs of corrected only
+    assert rows["paper"]["missing"] == ["A"] and rows["paper"]["layers"]["L1_A_vs_C"] is None
+    assert rows["corrected"]["missing"] == [] and rows["corrected"]["layers"]["L1_A_vs_C"] is not None
+    assert rows["loose_no_top_k_unseeded=off"]["B"].endswith("generation-loose-fp32")
+    # L2 (B vs C) moves with B; L3 (C vs D) does not depend on the protocol's runs
+    assert rows["paper"]["layers"]["L2_B_vs_C"] != rows["corrected"]["layers"]["L2_B_vs_C"]
+    assert rows["paper"]["layers"]["L3_C_vs_D"] == rows["loose_no_top_k_unseeded=off"]["layers"]["L3_C_vs_D"]
+    assert rows["decomposition_post_centring=off"]["centring"] == "stored"
