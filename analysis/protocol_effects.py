@@ -75,8 +75,9 @@ def decomposition_effects(runs: Runs, config=None) -> list[dict]:
     rows = []
     for slug in sorted({g.slug for g in runs.generation}):
         for label, proto in _variants():
-            cfg = config_for_protocol(proto, stimuli_set=base.stimuli_set)
-            cfg = replace(cfg, n_perm=0)
+            asked = config_for_protocol(proto)
+            cfg = replace(base, protocol=asked.protocol, protocol_switches=asked.protocol_switches,
+                          decomposition_centring=asked.decomposition_centring, n_perm=0)
             d = decomposition_from_runs(slug, runs, config=cfg, write=False)
             conds = d.get("conditions") or {}
             missing = [k for k, c in conds.items() if c is None or not c.get("run_of_protocol", True)]

@@ -62,7 +62,7 @@ import torch
 
 from . import artifacts
 from .models import ModelSpec, resolve
-from .protocol import PROTOCOL_NAMES, Protocol, resolve_protocol
+from .protocol import PROTOCOL_NAMES, Protocol, resolve_protocol, run_applied
 from .protocol import suffix as protocol_suffix
 from .stimuli import GENERATION_EMOTIONS, load_generation_templates, load_neutral_template, load_neutral_topics
 from .stimuli.sets import StimulusSet, load_loose_prompts, resolve_set, run_stimuli_set, shipped
@@ -506,17 +506,17 @@ def rdm_spearman(a, b) -> float:
 def find_comprehension_run(slug: str, stimuli_set: str | None = None, protocol: Protocol | None = None
                            ) -> Path | None:
     """The model's comprehension run, by explicit rules in this order: on the given stimulus set (default:
-    ours); a run of the given protocol (default ``paper``; repro.protocol.run_protocols); on the model's
-    Table A1 backend (the run the authors' best layer came from); dtype fp16, fp32, bf16, then any
-    (stable across precisions); then by name."""
-    from .protocol import run_protocols
+    ours); a run of the given protocol (default ``paper``; repro.protocol.is_run_of); on the model's
+    Table A1 backend (the run the authors' best layer came from; TL for other models, as the analysis
+    picks condition A); dtype fp16, fp32, bf16, then any (stable across precisions); then by name."""
+    from .protocol import is_run_of
 
     root = artifacts.runs_dir() / slug
     runs = sorted(p.parent for p in root.glob("comprehension-*/metadata.json"))
     if not runs:
         return None
     want = stimuli_set or shipped().name
-    wanted_protocol = (protocol or resolve_protocol()).name
+    wanted_protocol = protocol or resolve_protocol()
     rank = {"fp16": 0, "fp32": 1, "bf16": 2}
 
     def key(p: Path):
@@ -524,10 +524,10 @@ def find_comprehension_run(slug: str, stimuli_set: str | None = None, protocol: 
             meta = json.loads((p / "metadata.json").read_text())
         except (OSError, json.JSONDecodeError):
             return (True, True, True, 9, p.name)
-        table_backend = ((meta.get("model") or {}).get("paper_backend") or "").lower()
-        return (run_stimuli_set(meta) != want, wanted_protocol not in run_protocols(meta),
-                bool(table_backend) and meta.get("backend") != table_backend,
-                rank.get(str(meta.get("dtype")), 9), p.name)
+        # Table A1's backend for a paper model; otherwise TL before HF, as the analysis picks condition A
+        table_backend = ((meta.get("model") or {}).get("paper_backend") or "tl").lower()
+        return (run_stimuli_set(meta) != want, not is_run_of(meta, wanted_protocol),
+                meta.get("backend") != table_backend, rank.get(str(meta.get("dtype")), 9), p.name)
 
     return sorted(runs, key=key)[0]
 
@@ -680,10 +680,10 @@ def run_generation(spec_or_name, preset_name: str = "protocol_matched", precisio
                                protocol or resolve_protocol())
 
 
-def protocol_record(preset_name: str, protocol: Protocol) -> dict:
+def protocol_record(preset_name: str, protocol: Protocol, applied: dict[str, bool]) -> dict:
     """What a generation run writes down about its protocol (a protocol_matched run: no switch applies)."""
     if preset_name == "loose":
-        return protocol.record(LOOSE_STAGE)
+        return protocol.record(LOOSE_STAGE, applied)
     return {**protocol.to_dict(), "applied": {}, "matches": list(PROTOCOL_NAMES),
             "note": "no protocol switch changes a protocol_matched run"}
 
@@ -700,6 +700,14 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     applied = preset_applied(preset_name, protocol)
     sset = resolve_set(stimuli_set)
     rcfg = run_config(spec, preset_name, cfg, precision, device, sset)
+    if cfg.layer == "best" and applied:
+        # The best layer is the comprehension run's: its switches (tl_to_tokens_bos moves SmolLM2's best
+        # layer 23 -> 17) and its layer are part of this run's identity and name.
+        comp = find_comprehension_run(spec.slug, sset.name, protocol)
+        if comp is not None:
+            comp_meta = json.loads((comp / "metadata.json").read_text())
+            applied = {**applied, **run_applied(comp_meta)}
+            rcfg["best_layer_from"] = {"run": comp.name, "best_layer": comp_meta.get("best_layer")}
     if applied:  # only a loose run: protocol_matched configs (and their hashes) stay as they were
         rcfg["protocol_applied"] = applied
     out = artifacts.run_dir(spec.slug, generation_kind(preset_name, precision, cfg, rcfg["stimuli_sha256"],
@@ -771,7 +779,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
                    for a, b in (("happy", "sad"), ("calm", "desperate"), ("loving", "hostile"), ("proud", "guilty"))}
     meta = {
         "schema": SCHEMA, "kind": "generation", "preset": preset_name, "config": rcfg,
-        "protocol": protocol_record(preset_name, protocol),
+        "protocol": protocol_record(preset_name, protocol, applied),
         "config_hash": artifacts.config_hash(rcfg), "generation_config": cfg.to_dict(),
         "subparameters": {k: list(v) for k, v in SUBPARAMETERS.items()},
         "model": spec.to_dict(), "precision": precision, "device": device, "quantized": lm.quantized,

@@ -83,12 +83,13 @@ class Protocol:
         """What changes the numbers of a run of ``stage``: its implemented switches (empty when none)."""
         return {d.id: dict(self.switches)[d.id] for d in DEPARTURES if d.stage == stage and d.implemented}
 
-    def record(self, stage: str) -> dict:
-        """What an artifact of ``stage`` writes down: asked, applied, the named protocols the run is a run of
+    def record(self, stage: str, applied: dict[str, bool] | None = None) -> dict:
+        """What an artifact of ``stage`` writes down: asked, applied (default: this protocol's switches of
+        the stage; a run that read another run adds that run's), the named protocols the run is a run of
         (``matches``), and what was asked but is pending."""
         asked = dict(self.switches)
-        return {"name": self.name, "asked": asked, "applied": self.identity(stage),
-                "matches": matching(stage, self.identity(stage)),
+        applied = self.identity(stage) if applied is None else applied
+        return {"name": self.name, "asked": asked, "applied": applied, "matches": matching(stage, applied),
                 "pending": [d.id for d in DEPARTURES if d.stage == stage and not d.implemented
                             and asked[d.id] != d.corrected_on]}
 
@@ -114,15 +115,28 @@ def resolve_protocol(name: str | None = None, quirks: str | None = None) -> Prot
     return Protocol(tuple((d.id, base[d.id]) for d in DEPARTURES))
 
 
+def stages_of(stage: str, applied: dict[str, bool] | None) -> tuple[str, ...]:
+    """The stages whose switches reach a run of ``stage``: its own, and those of the runs it read, whose
+    switches it records in ``applied`` (a loose run reads its best layer from a comprehension run)."""
+    return (stage,) + tuple(sorted({BY_ID[k].stage for k in (applied or {}) if k in BY_ID} - {stage}))
+
+
 def normalised_applied(stage: str, applied: dict[str, bool] | None) -> dict[str, bool]:
     # Switches missing from a record count as off: that is what emogeo did before the switch existed.
-    return {d.id: bool((applied or {}).get(d.id, False)) for d in DEPARTURES if d.stage == stage and d.implemented}
+    stages = stages_of(stage, applied)
+    return {d.id: bool((applied or {}).get(d.id, False)) for d in DEPARTURES if d.stage in stages and d.implemented}
+
+
+def identity_for(protocol: Protocol, stage: str, applied: dict[str, bool] | None) -> dict[str, bool]:
+    """What ``protocol`` sets for every switch that reaches a run of ``stage`` recording ``applied``."""
+    stages = stages_of(stage, applied)
+    return {k: v for s in stages for k, v in protocol.identity(s).items()}
 
 
 def matching(stage: str, applied: dict[str, bool] | None) -> list[str]:
     """The named protocols a run of ``stage`` that applied ``applied`` is a run of (empty: a custom mix)."""
     got = normalised_applied(stage, applied)
-    return [name for name in PROTOCOL_NAMES if named(name).identity(stage) == got]
+    return [name for name in PROTOCOL_NAMES if identity_for(named(name), stage, applied) == got]
 
 
 def run_stage(meta: dict) -> str | None:
@@ -148,9 +162,10 @@ def run_protocols(meta: dict) -> list[str]:
 
 
 def is_run_of(meta: dict, protocol: Protocol) -> bool:
-    """Did the run apply exactly the switches of its stage that ``protocol`` sets?"""
+    """Did the run apply exactly the switches that ``protocol`` sets, of its stage and of what it read?"""
     stage = run_stage(meta)
-    return stage is None or run_applied(meta) == protocol.identity(stage)
+    applied = (meta.get("protocol") or {}).get("applied")
+    return stage is None or run_applied(meta) == identity_for(protocol, stage, applied)
 
 
 def run_protocol_label(meta: dict) -> str:
@@ -165,9 +180,9 @@ def suffix(stage: str, applied: dict[str, bool] | None) -> str:
     from .artifacts import config_hash
 
     got = normalised_applied(stage, applied)
-    if got == named("paper").identity(stage):
+    if got == identity_for(named("paper"), stage, applied):
         return ""
-    if got == named("corrected").identity(stage):
+    if got == identity_for(named("corrected"), stage, applied):
         return "-corrected"
     return f"-q{config_hash(got)[:8]}"
 

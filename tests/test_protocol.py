@@ -106,6 +106,15 @@ def test_loose_preset_follows_the_protocol_and_names_its_run():
     assert expected_name(old) == "generation-loose-fp16-tok12-corrected"
     new = {**old, "generation_config": preset("loose", 12).to_dict(), "protocol": paper.record(LOOSE_STAGE)}
     assert expected_name(new) == "generation-loose-fp16-tok12"
+    # a loose run records the switches of the comprehension run its best layer came from: they name it too
+    both = {"loose_no_top_k_unseeded": True, "tl_to_tokens_bos": True}
+    assert generation_kind("loose", "fp16", preset("loose"), None, both) == "generation-loose-fp16"
+    mix = {"loose_no_top_k_unseeded": True, "tl_to_tokens_bos": False}  # paper decoding, corrected layer
+    assert re.fullmatch(r"generation-loose-fp16-q[0-9a-f]{8}", generation_kind("loose", "fp16", preset("loose"),
+                                                                              None, mix))
+    run = {"kind": "generation", "preset": "loose", "protocol": {"applied": mix}}
+    assert P.run_protocols(run) == [] and P.is_run_of(run, P.resolve_protocol("paper", "tl_to_tokens_bos=off"))
+    assert not P.is_run_of(run, paper) and not P.is_run_of(run, corrected)
     # a protocol_matched run keeps its name under every protocol
     pm = {"kind": "generation", "preset": "protocol_matched", "precision": "int8",
           "generation_config": preset("protocol_matched", 32, 2).to_dict()}
@@ -114,6 +123,8 @@ def test_loose_preset_follows_the_protocol_and_names_its_run():
 
 def test_the_loose_layer_comes_from_the_comprehension_run_of_the_same_protocol(tmp_path, monkeypatch):
     """find_comprehension_run: stimulus set, then protocol, then the Table A1 backend, then dtype."""
+    import json
+
     from repro import artifacts
     from repro.generation import find_comprehension_run
 
@@ -134,3 +145,8 @@ def test_the_loose_layer_comes_from_the_comprehension_run_of_the_same_protocol(t
     assert pick("paper") == "comprehension-fp32-tl"  # Table A1 backend before dtype
     assert pick("corrected") == "comprehension-fp32-tl-corrected"
     assert find_comprehension_run("qwen").name == "comprehension-fp32-tl"  # default: paper
+    model.update(paper_backend="HF")
+    for name in runs:
+        path = artifacts.run_dir("qwen", name) / "metadata.json"
+        artifacts.write_json_atomic(path, {**json.loads(path.read_text()), "model": model})
+    assert pick("paper") == "comprehension-fp16-hf" and pick("corrected") == "comprehension-fp16-hf-corrected"
