@@ -136,7 +136,9 @@ def table_decomposition_effects(res: dict):
              "B: loose generation, C/D: protocol-matched fp16/int8, which no switch changes). A layer whose "
              "conditions have no run of the row's protocol reads not run: run them with `invoke extract` / "
              "`invoke generate --preset loose` and the row's `--protocol`/`--quirk`.",
-             "Spearman rho of the RDMs; '- paper' = the row's value minus the paper row's."]
+             "Spearman rho of the RDMs; '- paper' = the row's value minus the paper row's. A switch of a stage "
+             "none of the row's runs belongs to leaves the row equal to paper (the HF switches when A is a TL "
+             "run); the loose run B reads its best layer from the comprehension run of its protocol."]
     if res["mode"] != "runs":
         return _not_run("decomposition_effects", title, cols, "needs runs", notes)
     rows, paper = [], {}
