@@ -181,17 +181,19 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
             "layers": "all (add at every layer, as the original script) or best (comprehension best layer)",
             "backend": "auto|tl|hf",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, ...",
-            "max_new_tokens": "greedy continuation length (default 40)", "device": "cpu|cuda",
+            "max_new_tokens": "greedy continuation length (default: 20 under paper, 40 under corrected)",
+            "device": "cpu|cuda",
             "stimuli_set": _STIMULI_SET_HELP + "; its scenarios and its comprehension run",
-            "force": "recompute even if the steering run matches the config"})
+            "force": "recompute even if the steering run matches the config", **_PROTOCOL_HELP})
 def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
-          device=None, stimuli_set=None, force=False):
-    """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering/steering.json."""
-    from repro.steering import MAX_NEW_TOKENS, run_steering
+          device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
+    """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering[-...]/steering.json."""
+    from repro.steering import run_steering
 
-    n = _gen_int(max_new_tokens, "max-new-tokens") or MAX_NEW_TOKENS
+    n = _gen_int(max_new_tokens, "max-new-tokens")
     out = _gen_guard(lambda: run_steering(model, layers=layers, backend=backend, precision=precision,
-                                          max_new_tokens=n, force=force, device=device, stimuli_set=stimuli_set))
+                                          max_new_tokens=n, force=force, device=device, stimuli_set=stimuli_set,
+                                          protocol=_protocol(protocol, quirk)))
     print(out)
 
 

@@ -1080,7 +1080,10 @@ def claims_registry(root: Path = REPO, stimuli_set: str | None = None) -> list[C
     ``stimuli_set`` first)."""
     ctx = Ctx(root, stimuli_set)
     run_claims, covered = _run_claims(ctx)
-    claims = _paper_only_claims(ctx) + _release_claims(ctx) + run_claims + _needs_run_claims(ctx, covered)
+    from .verify_steering import steering_claims
+
+    claims = (_paper_only_claims(ctx) + _release_claims(ctx) + run_claims + _needs_run_claims(ctx, covered)
+              + steering_claims(ctx))
     seen: set[str] = set()
     dup = [c.id for c in claims if c.id in seen or seen.add(c.id)]
     if dup:

@@ -95,7 +95,7 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
     if opt.steering:
         from .steering import run_steering
 
-        yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss)
+        yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss, protocol=opt.protocol)
 
 
 def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = None):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Stages a departure can change; a run belongs to one.
-STAGES = ("extraction-hf", "extraction-tl", "generation-loose", "analysis")
+STAGES = ("extraction-hf", "extraction-tl", "generation-loose", "steering", "analysis")
 PROTOCOL_NAMES = ("paper", "corrected")
 
 
@@ -47,6 +47,23 @@ DEPARTURES: tuple[Departure, ...] = (
               corrected_on=False, implemented=True),
     # The switch applies "no top_k". It does not apply "no seed": an unseeded draw is one draw of a seed
     # nobody wrote down, so emogeo keeps its recorded fixed seed under both protocols (docs/PROTOCOLS.md).
+    # Steering (the regime descriptor): the authors' classify_steering_regime, TL only in their run.
+    Departure("steer_best_vector_every_layer", "steering",
+              "the best layer's unit vector (v / (|v| + 1e-8)) added at every layer's resid_post",
+              "scripts/paper5_extract.py (classify_steering_regime)", corrected_on=False, implemented=True),
+    Departure("steer_live_norm_all_positions", "steering",
+              "scaled by strength x the mean L2 norm, over every position (BOS included), of the activation "
+              "being steered, recomputed on the whole sequence at every new token",
+              "scripts/paper5_extract.py (classify_steering_regime, make_hook)", corrected_on=False,
+              implemented=True),
+    Departure("steer_to_tokens_20", "steering",
+              "prompt tokenised with TransformerLens to_tokens (BOS prepended by default); 20 greedy new tokens, "
+              "stopping at the tokenizer's EOS",
+              "scripts/paper5_extract.py (classify_steering_regime)", corrected_on=False, implemented=True),
+    Departure("steer_regime_first200_whitespace", "steering",
+              "regime judged from each text's first 200 characters, words split on whitespace",
+              "scripts/paper5_extract.py (classify_steering_regime, _has_repetition)", corrected_on=False,
+              implemented=True),
     Departure("loose_no_top_k_unseeded", "generation-loose",
               "loose generation sampled with TransformerLens generate defaults: no top_k, no seed "
               "(emogeo applies no top_k and keeps its recorded seed)",
@@ -141,10 +158,13 @@ def matching(stage: str, applied: dict[str, bool] | None) -> list[str]:
 
 def run_stage(meta: dict) -> str | None:
     """The stage a run's metadata belongs to: ``extraction-<backend>`` for a comprehension run,
-    ``generation-loose`` for a loose generation run; None for a run no switch changes (protocol_matched)."""
+    ``generation-loose`` for a loose generation run, ``steering``; None for a run no switch changes
+    (protocol_matched)."""
     if meta.get("kind") == "generation":
         preset = meta.get("preset") or (meta.get("config") or {}).get("preset")
         return "generation-loose" if preset == "loose" else None
+    if meta.get("kind") == "steering":
+        return "steering"
     return f"extraction-{meta.get('backend')}"
 
 

@@ -1,31 +1,40 @@
 """Additive steering along comprehension emotion vectors and the steering-regime descriptor
 (paper Section 2.5 item 4, inherited from Jeong 2026a: surgical / repetitive collapse / explosive).
 
-Intervention. For every steered layer l the residual stream after block l gets, at every position
-(prompt and generated tokens), ``alpha * norm_l * v_l / |v_l|`` where v_l is the model's centred
-comprehension vector of the target emotion at layer l (``vectors`` [L, 21, d] of its comprehension
-run) and norm_l is the *mean L2 norm of the unsteered residual after block l over the scenario's
-prompt tokens, excluding the first token* (position 0 carries the attention-sink outlier norm of many
-models and would dominate a mean). alpha runs over five strengths (0.005 ... 0.05). By default the
-vector is added at every layer, as the original steering script did (so the total push grows with
-depth); ``layers="best"`` adds it at the comprehension best layer only.
+Two procedures, chosen by the protocol (repro.protocol, docs/PROTOCOLS.md); each difference is its own
+switch (``steer_*``), so any mix runs.
 
-Backends. HF: forward hooks on the decoder layers add the vector to the layer output. TL: hooks on
-``blocks.{l}.hook_resid_post``. Both generate greedily (``max_new_tokens`` 40) from a plain-text
-prompt (no chat template, so base and instruct models are treated alike); one batch per scenario
-holds the unsteered row and the five strengths (the same prompt, so no padding).
+``--protocol paper`` (the default) is the authors' ``classify_steering_regime``:
+  * vector: the best layer's comprehension vector of the target emotion, unit-normalised
+    (v / (|v| + 1e-8)), added at *every* layer's resid_post (``steer_best_vector_every_layer``);
+  * scale: strength x the mean L2 norm, over all positions of the sequence (BOS included, which
+    dominates it), of the activation being steered at that layer, recomputed on the whole sequence at
+    every new token (``steer_live_norm_all_positions``; so there is no KV cache);
+  * prompt tokenised with TransformerLens ``to_tokens`` (BOS prepended by default), 20 greedy new tokens,
+    stopping at the tokenizer's EOS (``steer_to_tokens_20``);
+  * the regime judged from each text's first 200 characters, words split on whitespace
+    (``steer_regime_first200_whitespace``).
+``--protocol corrected`` is emogeo's own procedure: at layer l the layer's own vector v_l / |v_l|, scaled
+by the mean norm of the *unsteered* residual after block l over the prompt tokens excluding the first
+(attention-sink) token, fixed during generation (KV cache); the HF tokenizer's defaults; 40 new tokens
+(EOS: every id of the model's generation config); the regime over the whole text, words = runs of letters.
+``layers="best"`` adds the vector at the best layer only (either procedure).
 
-Per sample: the continuation text, its perplexity under the unsteered model (HF weights, mean NLL of
-every generated token incl. a final EOS), the ratio to the unsteered continuation's perplexity, the
-largest count of any word 3-gram, and the word count (words = runs of letters).
+Backends. HF: forward hooks on the decoder layers change the layer output. TL: hooks on
+``blocks.{l}.hook_resid_post``. One batch per scenario holds the unsteered row and the five strengths
+(the same prompt, so no padding); the live norm is taken per row, as the authors' batch of one did.
+Scenarios: the stimulus set's (the authors' prompts and strengths with ``--stimuli-set authors``), else
+ours; the artifact names which.
+
+Per sample: the text, the part the rule judged, its perplexity under the unsteered model (HF weights, mean
+NLL of every generated token incl. a final EOS), the ratio to the unsteered continuation's perplexity, the
+largest count of any word 3-gram, and the word count.
 
 Regime rule (model level, over the steered samples only, i.e. strength > 0), checked in this order:
   1. more than 50% of samples repeat some word 3-gram 3 or more times -> "repetitive_collapse";
   2. otherwise, more than 30% of samples have fewer than 3 words      -> "explosive";
   3. otherwise                                                          -> "surgical".
-(A sample under 3 words cannot repeat a 3-gram, so per sample the two signs exclude each other; the
-order only decides the degenerate case where both thresholds are crossed.) All per-sample metrics are
-saved so the rule can be revisited.
+All per-sample measures are saved, so a reader can recompute the verdict (``classify``).
 """
 from __future__ import annotations
 
@@ -41,11 +50,16 @@ import torch
 
 from . import artifacts
 from .models import ModelSpec, resolve
+from .protocol import Protocol, resolve_protocol, run_applied
+from .protocol import suffix as protocol_suffix
 from .stimuli.sets import load_steering_scenarios, resolve_set
 
 SCHEMA = "emogeo.steering/1"
 STRENGTHS = (0.005, 0.01, 0.02, 0.03, 0.05)
-MAX_NEW_TOKENS = 40
+MAX_NEW_TOKENS = 40      # corrected
+AUTHORS_NEW_TOKENS = 20  # paper (steer_to_tokens_20)
+AUTHORS_JUDGED_CHARS = 200  # paper (steer_regime_first200_whitespace)
+STAGE = "steering"
 REPEAT_MIN = 3          # a 3-gram seen this many times counts as a repetition
 REPETITIVE_FRACTION = 0.5
 SHORT_WORDS = 3         # fewer words than this counts as a degenerate (explosive) sample
@@ -53,6 +67,8 @@ EXPLOSIVE_FRACTION = 0.3
 RULE = (f"over steered samples (strength > 0): if > {REPETITIVE_FRACTION:.0%} have a word 3-gram repeated "
         f">= {REPEAT_MIN} times -> repetitive_collapse; elif > {EXPLOSIVE_FRACTION:.0%} have < {SHORT_WORDS} "
         f"words -> explosive; else surgical (checked in this order)")
+JUDGED = {True: f"first {AUTHORS_JUDGED_CHARS} characters of each text, words split on whitespace (the authors')",
+          False: "whole text, words = runs of letters (emogeo)"}
 
 # Our own scenario sentences (plain-text continuation prompts).
 SCENARIOS = (
@@ -74,10 +90,23 @@ def words(text: str) -> list[str]:
     return re.findall(r"[^\W\d_]+", text.lower())
 
 
-def max_trigram_count(text: str) -> int:
-    w = words(text)
+def max_trigram_count(text: str, split=words) -> int:
+    w = split(text)
     grams = Counter(tuple(w[i:i + 3]) for i in range(len(w) - 2))
     return max(grams.values()) if grams else 0
+
+
+def _whitespace_words(text: str) -> list[str]:
+    return text.lower().split()
+
+
+def measures(text: str, authors_rule: bool) -> dict:
+    """What the regime rule reads from one sample: the authors' (first 200 characters, whitespace words)
+    or emogeo's (whole text, runs of letters)."""
+    judged = text[:AUTHORS_JUDGED_CHARS] if authors_rule else text
+    split = _whitespace_words if authors_rule else words
+    return {"judged_text": judged, "max_trigram_count": max_trigram_count(judged, split),
+            "word_count": len(split(judged))}
 
 
 def classify(samples: list[dict]) -> dict:
@@ -97,13 +126,14 @@ def classify(samples: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- vectors
-def load_comprehension(slug: str, alias: str, stimuli_set: str | None = None) -> tuple[Path, dict, torch.Tensor]:
+def load_comprehension(slug: str, alias: str, stimuli_set: str | None = None, protocol: Protocol | None = None
+                       ) -> tuple[Path, dict, torch.Tensor]:
     """The model's comprehension run (on ``stimuli_set`` when one is named: vectors from one set are never
-    steered with another set's scenarios)."""
+    steered with another set's scenarios; a run of ``protocol`` first, as the loose generation picks it)."""
     from .generation import find_comprehension_run
     from .stimuli.sets import run_stimuli_set
 
-    run = find_comprehension_run(slug, stimuli_set)
+    run = find_comprehension_run(slug, stimuli_set, protocol)
     flag = f" --stimuli-set {stimuli_set}" if stimuli_set else ""
     if run is None:
         raise SteeringError(
@@ -208,6 +238,72 @@ def steer_generate(lm, backend, prompt_ids: list[int], deltas: dict[int, torch.T
     return _trim(out[:, ids.shape[1]:].tolist(), eos)
 
 
+def to_tokens_ids(backend, tokenizer, text: str) -> tuple[list[int], str]:
+    """The authors' tokenisation: TransformerLens ``to_tokens`` (its default: prepend BOS unless the tokenizer
+    already does). On the HF backend the same rule is applied to the HF tokenizer (TL's defaults)."""
+    if backend.name == "tl":
+        tl = backend.model
+        return (tl.to_tokens(text, move_to_device=False)[0].tolist(),
+                f"TransformerLens to_tokens (default_prepend_bos={tl.cfg.default_prepend_bos})")
+    ids = list(tokenizer(text)["input_ids"])
+    bos = tokenizer.bos_token_id
+    prepends = len(tokenizer.encode("")) > 0  # TransformerLens' tokenizer_prepends_bos test
+    if bos is not None and not prepends:
+        ids = list(tokenizer(tokenizer.bos_token + text)["input_ids"])
+    return ids, "TransformerLens to_tokens rule on the HF tokenizer (prepend BOS unless the tokenizer does)"
+
+
+def _hooked_forward(lm, backend, layers: list[int], edit):
+    """A function ids -> logits running the model with ``edit(value, layer)`` applied to every listed
+    layer's residual output (TL ``blocks.{l}.hook_resid_post``; HF the decoder layer's output)."""
+    if backend.name == "tl":
+        tl = backend.model
+        hooks = [(f"blocks.{li}.hook_resid_post", (lambda value, hook, li=li: edit(value, li))) for li in layers]
+        return lambda ids: tl.run_with_hooks(ids.to(tl.cfg.device), fwd_hooks=hooks)
+    from .backends import HFBackend
+
+    hb = backend if isinstance(backend, HFBackend) else HFBackend(lm)
+
+    def forward(ids):
+        handles = []
+        for li in layers:
+            def hook(_m, _i, output, li=li):
+                if isinstance(output, tuple):
+                    return (edit(output[0], li),) + tuple(output[1:])
+                return edit(output, li)
+            handles.append(hb.layers[li].register_forward_hook(hook))
+        try:
+            ids = ids.to(lm.model.device)
+            return lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits
+        finally:
+            for h in handles:
+                h.remove()
+    return forward
+
+
+@torch.inference_mode()
+def steer_generate_live(lm, backend, prompt_ids: list[int], directions: dict[int, torch.Tensor],
+                        strengths: list[float], max_new_tokens: int, eos: set[int]) -> list[list[int]]:
+    """The authors' loop: one row per strength; at every new token the whole sequence is run again and
+    each listed layer's residual gets ``direction * strength * mean_l2_norm(residual over all positions)``
+    (per row). Greedy; returns generated ids per row, trimmed after EOS."""
+    P = len(prompt_ids)
+    ids = torch.tensor([prompt_ids] * len(strengths), dtype=torch.long)
+
+    def edit(value, li):
+        s = torch.tensor(strengths, device=value.device, dtype=value.dtype)[:, None, None]
+        norm = value.norm(dim=-1).mean(dim=-1)[:, None, None]  # per row: the authors' batch of one
+        return value + directions[li].to(value.device, value.dtype)[None, None, :] * s * norm
+
+    forward = _hooked_forward(lm, backend, sorted(directions), edit)
+    for _ in range(max_new_tokens):
+        nxt = forward(ids)[:, -1].argmax(dim=-1).cpu()
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        if all(any(t in eos for t in row[P:]) for row in ids.tolist()):
+            break
+    return _trim(ids[:, P:].tolist(), eos)
+
+
 @torch.inference_mode()
 def perplexity(lm, prompt_ids: list[int], gen_ids: list[int]) -> float | None:
     """exp(mean NLL) of ``gen_ids`` after ``prompt_ids`` under the unsteered HF model."""
@@ -225,30 +321,40 @@ def perplexity(lm, prompt_ids: list[int], gen_ids: list[int]) -> float | None:
 
 # ------------------------------------------------------------------------------------------ runner
 def run_steering(model, layers: str = "all", backend: str = "auto", precision: str = "auto",
-                 strengths=STRENGTHS, max_new_tokens: int = MAX_NEW_TOKENS, force: bool = False,
-                 progress: bool = True, device: str | None = None, stimuli_set: str | None = None) -> Path:
+                 strengths=STRENGTHS, max_new_tokens: int | None = None, force: bool = False,
+                 progress: bool = True, device: str | None = None, stimuli_set: str | None = None,
+                 protocol: Protocol | None = None) -> Path:
     """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory.
-    With a stimulus set other than ours: its scenarios (when it has them) and its comprehension run,
-    in ``steering-stim<digest8>/``."""
+    With a stimulus set other than ours: its scenarios (when it has them) and its comprehension run, in
+    ``steering-stim<digest8>/``; under a protocol other than ``paper`` (default) the folder carries its
+    suffix (``-corrected``, ``-q<hash8>``). ``max_new_tokens`` None: 20 (paper) or 40 (corrected)."""
     from .backends import make_backend, method_departures
     from .generation import resolve_precision
     from .loading import default_device, load_model
 
     if layers not in ("all", "best"):
         raise ValueError(f"--layers {layers!r}: choose all or best")
+    proto = protocol or resolve_protocol()
+    on = {d: proto.on(d) for d in proto.identity(STAGE)}
     spec = model if isinstance(model, ModelSpec) else resolve(model)
     device = device or default_device()
     precision, prec_note = resolve_precision(precision, device)
     sset = resolve_set(stimuli_set)
-    comp_run, comp_meta, vectors = load_comprehension(spec.slug, spec.alias, None if sset.default else sset.name)
+    comp_run, comp_meta, vectors = load_comprehension(spec.slug, spec.alias, None if sset.default else sset.name,
+                                                      proto)
     scenarios = load_steering_scenarios(sset.steering_scenarios) if sset.steering_scenarios else SCENARIOS
     scen_digest = hashlib.sha256(json.dumps(scenarios, sort_keys=True).encode()).hexdigest()
-    out = artifacts.run_dir(spec.slug, "steering" if sset.default else f"steering-stim{scen_digest[:8]}")
+    # The vectors' run is an input: its switches are part of this run's identity (as for the loose run).
+    applied = {**proto.identity(STAGE), **run_applied(comp_meta)}
+    n_new = int(max_new_tokens or (AUTHORS_NEW_TOKENS if on["steer_to_tokens_20"] else MAX_NEW_TOKENS))
+    out = artifacts.run_dir(spec.slug, ("steering" if sset.default else f"steering-stim{scen_digest[:8]}")
+                            + protocol_suffix(STAGE, applied))
+    rule = f"{RULE}; judged on the {JUDGED[on['steer_regime_first200_whitespace']]}"
     config = {"schema": SCHEMA, "model": spec.hub_id, "layers": layers, "backend": backend,
               "precision": precision, "device_type": str(device).split(":")[0],
-              "strengths": [float(s) for s in strengths], "max_new_tokens": int(max_new_tokens),
+              "strengths": [float(x) for x in strengths], "max_new_tokens": n_new,
               "scenarios": list(scenarios), "comprehension_run": str(comp_run.name),
-              "comprehension_hash": comp_meta.get("config_hash"), "rule": RULE}
+              "comprehension_hash": comp_meta.get("config_hash"), "rule": rule, "protocol_applied": applied}
 
     def log(msg):
         if progress:
@@ -268,20 +374,28 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
         raise SteeringError(f"{comp_run}: vectors have {L} layers but the model has {lm.n_layers}")
     best = int(comp_meta["best_layer"])
     target_layers = list(range(L)) if layers == "all" else [best]
-    alphas = [0.0] + [float(s) for s in strengths]
-    samples = []
+    eos = ({lm.tokenizer.eos_token_id} - {None}) if on["steer_to_tokens_20"] else _eos(lm)
+    samples, tokenisation = [], "HF tokenizer defaults"
     with timer("steer"):
         for sc in scenarios:
-            prompt_ids = list(lm.tokenizer(sc["prompt"])["input_ids"])
-            norms = prompt_norms(lm, prompt_ids, target_layers)
+            alphas = [0.0] + [float(x) for x in (sc.get("strengths") or strengths)]
+            if on["steer_to_tokens_20"]:
+                prompt_ids, tokenisation = to_tokens_ids(be, lm.tokenizer, sc["prompt"])
+            else:
+                prompt_ids = list(lm.tokenizer(sc["prompt"])["input_ids"])
             e = emotions.index(sc["emotion"])
-            a = torch.tensor(alphas)[:, None]
-            deltas = {}
-            for li in target_layers:
-                v = vectors[li, e]
-                u = v / v.norm().clamp_min(1e-30)
-                deltas[li] = a * norms[li] * u[None, :]
-            gens = steer_generate(lm, be, prompt_ids, deltas, len(alphas), max_new_tokens)
+            if on["steer_best_vector_every_layer"]:
+                v = vectors[best, e]
+                directions = {li: v / (v.norm() + 1e-8) for li in target_layers}
+            else:
+                directions = {li: vectors[li, e] / vectors[li, e].norm().clamp_min(1e-30) for li in target_layers}
+            if on["steer_live_norm_all_positions"]:
+                gens = steer_generate_live(lm, be, prompt_ids, directions, alphas, n_new, eos)
+            else:
+                norms = prompt_norms(lm, prompt_ids, target_layers)
+                a = torch.tensor(alphas)[:, None]
+                deltas = {li: a * norms[li] * directions[li][None, :] for li in target_layers}
+                gens = _trim(steer_generate(lm, be, prompt_ids, deltas, len(alphas), n_new), eos)
             base_ppl = perplexity(lm, prompt_ids, gens[0])
             for alpha, g in zip(alphas, gens):
                 text = lm.tokenizer.decode(g, skip_special_tokens=True)
@@ -290,28 +404,35 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
                     "scenario": sc["name"], "emotion": sc["emotion"], "strength": alpha, "steered": alpha > 0,
                     "text": text, "n_tokens": len(g), "perplexity": ppl,
                     "perplexity_ratio": (ppl / base_ppl) if (ppl is not None and base_ppl) else None,
-                    "max_trigram_count": max_trigram_count(text), "word_count": len(words(text))})
+                    **measures(text, on["steer_regime_first200_whitespace"])})
             log(f"{sc['name']}: done")
     verdict = classify(samples)
     per_strength = {}
-    for s in [float(x) for x in strengths]:
-        sel = [x for x in samples if x["strength"] == s]
-        ratios = [x["perplexity_ratio"] for x in sel if x["perplexity_ratio"] is not None]
-        per_strength[str(s)] = {"mean_perplexity_ratio": (sum(ratios) / len(ratios)) if ratios else None,
-                                "mean_word_count": sum(x["word_count"] for x in sel) / len(sel),
-                                "max_trigram_count": max(x["max_trigram_count"] for x in sel)}
+    for x in sorted({smp["strength"] for smp in samples if smp["steered"]}):
+        sel = [smp for smp in samples if smp["strength"] == x]
+        ratios = [smp["perplexity_ratio"] for smp in sel if smp["perplexity_ratio"] is not None]
+        per_strength[str(x)] = {"mean_perplexity_ratio": (sum(ratios) / len(ratios)) if ratios else None,
+                                "mean_word_count": sum(smp["word_count"] for smp in sel) / len(sel),
+                                "max_trigram_count": max(smp["max_trigram_count"] for smp in sel)}
     result = {
-        "schema": SCHEMA, "regime": verdict["regime"], "rule": RULE,
+        "schema": SCHEMA, "regime": verdict["regime"], "rule": rule,
         "metrics": {**verdict, "per_strength": per_strength},
         "samples": samples,
     }
+    norm_text = ("strength x mean L2 norm of the residual being steered over all positions, recomputed at every "
+                 "new token (the authors')" if on["steer_live_norm_all_positions"] else
+                 "mean L2 norm of the unsteered residual after each steered block over the prompt tokens, first "
+                 "token excluded; one value per (scenario, layer)")
     meta = {
         "schema": SCHEMA, "kind": "steering", "config": config, "config_hash": artifacts.config_hash(config),
         "model": spec.to_dict(), "precision": precision, "device": device, "backend": be.name,
         "backend_reason": be_reason, "paper_method": not departures,
         "method_departures": departures, "layers": target_layers, "best_layer": best,
-        "norm": "mean L2 norm of the unsteered residual after each steered block over the prompt tokens, "
-                "first token excluded; one value per (scenario, layer)",
+        "vector": ("the best layer's vector at every steered layer" if on["steer_best_vector_every_layer"]
+                   else "each steered layer's own vector"),
+        "norm": norm_text, "tokenisation": tokenisation, "max_new_tokens": n_new,
+        "eos_ids": sorted(eos), "judged": JUDGED[on["steer_regime_first200_whitespace"]],
+        "protocol": proto.record(STAGE, applied),
         "comprehension_run": str(comp_run), "regime": verdict["regime"],
         "stimuli": {"default": sset.default, "set": sset.name, "scenarios_sha256": scen_digest,
                     "scenarios": "the set's" if sset.steering_scenarios else "emogeo (shipped, ours)"},

@@ -93,7 +93,7 @@ def test_run_steering_artifact(tiny, tmp_path, monkeypatch):
     res = json.loads((out / "steering.json").read_text())
     meta = json.loads((out / "metadata.json").read_text())
     assert out == artifacts.run_dir(spec.slug, "steering")
-    assert res["regime"] in ("surgical", "repetitive_collapse", "explosive") and res["rule"] == S.RULE
+    assert res["regime"] in ("surgical", "repetitive_collapse", "explosive") and res["rule"].startswith(S.RULE)
     assert len(res["samples"]) == 2 * 6 and res["metrics"]["n_steered"] == 10
     assert res["regime"] == S.classify(res["samples"])["regime"]
     for s in res["samples"]:
@@ -104,3 +104,73 @@ def test_run_steering_artifact(tiny, tmp_path, monkeypatch):
     best = S.run_steering(spec, layers="best", backend="hf", precision="fp32", device="cpu", progress=False,
                           max_new_tokens=16)
     assert json.loads((best / "metadata.json").read_text())["layers"] == [1]
+
+
+# ------------------------------------------------------------------------- --protocol paper (the authors')
+def test_authors_measures_read_200_characters_split_on_whitespace():
+    text = "I... I... I... can't stop. " * 3 + "x" * 200
+    ours, theirs = S.measures(text, authors_rule=False), S.measures(text, authors_rule=True)
+    assert theirs["judged_text"] == text[:200] and ours["judged_text"] == text
+    # whitespace words keep "I..." and "can't" whole: "i... i... i..." repeats 3 times in the first 200 chars
+    assert theirs["max_trigram_count"] == 3 and theirs["word_count"] == len(text[:200].split())
+    assert ours["word_count"] == len(S.words(text))
+    # a 3-gram whose repeats sit past character 200 counts for emogeo only
+    late = "x" * 200 + " and then we" * 3
+    assert S.measures(late, True)["max_trigram_count"] < 3 <= S.measures(late, False)["max_trigram_count"]
+
+
+def _authors_loop(tiny, be, prompt_ids, direction, strength, n_new, eos_id):
+    """A plain batch-of-one reading of the authors' procedure (the test's oracle, written from its description):
+    every token, the whole sequence again; every layer's resid_post += u * strength * mean norm over positions."""
+    ids = torch.tensor([prompt_ids])
+
+    def edit(value, li):
+        return value + direction.to(value.dtype) * strength * value.norm(dim=-1, keepdim=True).mean()
+
+    forward = S._hooked_forward(tiny, be, list(range(tiny.n_layers)), edit)
+    for _ in range(n_new):
+        nxt = forward(ids)[0, -1].argmax()
+        ids = torch.cat([ids, nxt.view(1, 1).cpu()], dim=1)
+        if int(nxt) == eos_id:
+            break
+    return ids[0, len(prompt_ids):].tolist()
+
+
+@pytest.mark.parametrize("backend", ["hf", "tl"])
+def test_live_norm_batch_equals_the_authors_batch_of_one(tiny, backend):
+    be = HFBackend(tiny) if backend == "hf" else TLBackend(tiny)
+    ids, how = S.to_tokens_ids(be, tiny.tokenizer, "The forecast for tomorrow says light rain")
+    assert ids == TLBackend(tiny).model.to_tokens("The forecast for tomorrow says light rain",
+                                                  move_to_device=False)[0].tolist(), how  # same ids on both backends
+    torch.manual_seed(3)
+    u = torch.randn(64)
+    u = u / (u.norm() + 1e-8)
+    strengths = [0.0, 0.05, 0.5, 2.0]
+    eos = tiny.tokenizer.eos_token_id
+    got = S.steer_generate_live(tiny, be, ids, {li: u for li in range(4)}, strengths, 12, {eos})
+    want = [_authors_loop(tiny, be, ids, u, s, 12, eos) for s in strengths]
+    assert got == want
+    assert got[0] == S.steer_generate(tiny, be, ids, None, 1, 12)[0][:len(got[0])]  # strength 0: unsteered
+    assert len({tuple(g) for g in got}) > 1  # the push changes something
+
+
+def test_paper_and_corrected_steering_runs_sit_side_by_side(tiny, tmp_path, monkeypatch):
+    from repro.protocol import resolve_protocol
+
+    monkeypatch.setenv("EMOGEO_ARTIFACTS", str(tmp_path))
+    spec = tiny.spec
+    _fake_comprehension(spec)
+    paper = S.run_steering(spec, backend="tl", precision="fp32", device="cpu", progress=False)
+    corr = S.run_steering(spec, backend="tl", precision="fp32", device="cpu", progress=False,
+                          protocol=resolve_protocol("corrected"))
+    assert paper.name == "steering" and corr.name == "steering-corrected"
+    pm, cm = (json.loads((d / "metadata.json").read_text()) for d in (paper, corr))
+    assert pm["max_new_tokens"] == S.AUTHORS_NEW_TOKENS and cm["max_new_tokens"] == S.MAX_NEW_TOKENS
+    assert pm["protocol"]["matches"] == ["paper"] and cm["protocol"]["matches"] == ["corrected"]
+    assert pm["tokenisation"].startswith("TransformerLens to_tokens") and "authors" in pm["judged"]
+    res = json.loads((paper / "steering.json").read_text())
+    for smp in res["samples"]:  # every measure the rule reads is there, so the verdict can be recomputed
+        assert smp["judged_text"] == smp["text"][:200]
+        again = S.measures(smp["text"], authors_rule=True)
+        assert (smp["max_trigram_count"], smp["word_count"]) == (again["max_trigram_count"], again["word_count"])
+    assert S.classify(res["samples"])["regime"] == res["regime"] == pm["regime"]

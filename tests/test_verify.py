@@ -285,3 +285,40 @@ def test_claims_pick_the_shipped_set_unless_asked_and_name_their_runs(tree):
         assert f"| `{want[0]}` |" in md and cid in md.split("### Runs the claims read")[1]
     ours = _by_id(vf.run_verify(tree, write=False))[cid]["got"]
     assert ours != _by_id(vf.run_verify(tree, write=False, stimuli_set="authors"))[cid]["got"]
+
+
+def test_steering_regime_claims_release_and_runs(tmp_path):
+    """The released regimes follow from the released samples under the paper's rule; a paper-protocol steering
+    run of a paper model whose regime disagrees with the paper's fails its claim; another protocol's is not judged."""
+    from analysis.verify import FAIL, PASS, Ctx, claims_registry, evaluate
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "artifacts" / "reference", root / "artifacts" / "reference")
+    ctx = Ctx(root)
+    claims = {c.id: c for c in claims_registry(root)}
+    release = [c for i, c in claims.items() if i.startswith("S2.5.steering_regime.release.")]
+    assert len(release) == 7 and all(evaluate(c, ctx)["status"] == PASS for c in release)
+    assert evaluate(claims["S3.3.steering_regime.gemma_pt.release"], ctx)["status"] == PASS
+    assert claims["S2.5.steering_regime.run.google_gemma-3-1b-it"].kind == "needs-run"  # printed, not released
+
+    def steering_run(name, regime, applied):
+        d = root / "artifacts" / "runs" / "google_gemma-3-1b-pt" / name
+        d.mkdir(parents=True)
+        (d / "metadata.json").write_text(json.dumps({
+            "kind": "steering", "model": {"hub_id": "google/gemma-3-1b-pt"}, "backend": "tl", "regime": regime,
+            "protocol": {"applied": applied}}))
+
+    on = {"steer_best_vector_every_layer": True, "steer_live_norm_all_positions": True, "steer_to_tokens_20": True,
+          "steer_regime_first200_whitespace": True}
+    steering_run("steering", "surgical", on)  # the paper says explosive
+    steering_run("steering-corrected", "surgical", {k: False for k in on})
+    ctx = Ctx(root)
+    claims = {c.id: c for c in claims_registry(root)}
+    run = evaluate(claims["S2.5.steering_regime.run.google_gemma-3-1b-pt/steering"], ctx)
+    assert run["status"] == FAIL and run["got"] == "surgical" and run["expected"] == "explosive"
+    assert not any("steering-corrected" in i for i in claims)  # corrected's procedure is not the paper's
+    (root / "artifacts" / "runs" / "google_gemma-3-1b-pt" / "steering" / "metadata.json").write_text(json.dumps({
+        "kind": "steering", "model": {"hub_id": "google/gemma-3-1b-pt"}, "regime": "explosive",
+        "protocol": {"applied": on}}))
+    claims = {c.id: c for c in claims_registry(root)}
+    assert evaluate(claims["S2.5.steering_regime.run.google_gemma-3-1b-pt/steering"], Ctx(root))["status"] == PASS
