@@ -781,16 +781,20 @@ def _short(v) -> str:
 
 
 def table_steering(res: dict) -> Table:
-    cols = ["model", "regime", "metrics"]
+    cols = ["model", "regime", "procedure", "metrics"]
     title = "Steering regimes (Section 2.5, item 4)"
     rows = []
     for slug, data in sorted((res.get("steering") or {}).items()):
         data = data or {}
         metrics = data.get("metrics") or {}
         mtxt = ", ".join(f"{k}={_short(v)}" for k, v in metrics.items() if not isinstance(v, (dict, list)))
-        rows.append([slug, data.get("regime"), mtxt or None])
+        # runs before protocols carried emogeo's procedure; the authors' judges the first 200 characters
+        procedure = "paper (the authors')" if "(the authors')" in str(data.get("rule")) else "emogeo's"
+        rows.append([slug, data.get("regime"), procedure, mtxt or None])
     notes = ["Paper: Gemma-3 1B base explosive -> instruct surgical; the mature TL models surgical; the HF-backend "
-             "models not available."]
+             "models not available. `invoke verify` checks a paper model's paper-protocol run against its regime.",
+             "The run shown is artifacts/runs/<model>/steering/ (`--protocol paper`, the default; docs/PROTOCOLS.md "
+             "lists the steer_* switches)."]
     if not rows:
         return _not_run("steering", title, cols, "no artifacts/runs/<model>/steering/steering.json "
                         "(run `invoke steer`)" if res["mode"] == "runs" else "reference mode", notes)
