@@ -290,12 +290,19 @@ def verify(c, json_only=False, stimuli_set=None):
     sys.exit(main(json_only=json_only, stimuli_set=stimuli_set or None))
 
 
-@task
-def checksums(c):
-    """Write checksums/reference.sha256 (artifacts/reference) and, when runs exist, checksums/runs.sha256."""
-    from analysis.checksums import REPO, write_all
+@task(help={"accept_changes": "re-stamp listed files that changed (yours: a --force rerun, a deleted run); "
+                              "without it such a change is refused, exit 2",
+            "reference": "also write checksums/reference.sha256 (artifacts/reference: frozen data, on purpose only)"})
+def checksums(c, accept_changes=False, reference=False):
+    """Write checksums/runs.sha256 when runs exist (and checksums/reference.sha256 with --reference), after
+    checking the existing manifests."""
+    from analysis.checksums import REPO, ManifestMismatch, write_all
 
-    for name, path in write_all(REPO).items():
+    try:
+        written = write_all(REPO, accept_changes=accept_changes, reference=reference)
+    except ManifestMismatch as exc:
+        _fail(str(exc), 2)
+    for name, path in written.items():
         print(f"{name}: {path.relative_to(REPO) if path else 'no runs under artifacts/runs (no manifest)'}")
 
 
@@ -360,9 +367,12 @@ def paper_stack_check(c, k=None, venv=None):
                       "or a comma-separated list of aliases/hub ids/dirs",
             "dtype": "comprehension dtype: fp32 (CPU default) or fp16 (the paper's, on GPU)",
             "max_new_tokens": "generation token budget (default: the preset's 256)",
-            "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages", **_PROTOCOL_HELP})
+            "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages",
+            "accept_changes": "run even though listed run files changed since checksums/runs.sha256 (your own "
+                              "edits or deletions); without it such a change stops the run, exit 2",
+            **_PROTOCOL_HELP})
 def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
-              quirk=None):
+              quirk=None, accept_changes=False):
     """Run every stage of the study on the chosen models, then write the report."""
     from repro.loading import default_device
     from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
@@ -377,14 +387,23 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set
     opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
                            max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
                            generations_per_template=budget.get("generations_per_template"), force=force,
-                           stimuli_set=stimuli_set)
+                           stimuli_set=stimuli_set, accept_changes=accept_changes)
+    from analysis.checksums import ManifestMismatch
+
     with _user_errors():
         opt.protocol = _protocol(protocol, quirk)
-        results = run(models, opt)
+        try:
+            results = run(models, opt)
+        except ManifestMismatch as exc:
+            _fail(str(exc), 2)
     print_summary(results)
     from repro.artifacts import runs_dir
 
     print(f"\nruns: {runs_dir()}\nreport: {runs_dir().parent / 'report' / 'index.html'}")
+    verify_codes = [r.exit_code for r in results if r.stage == "verify" and r.exit_code]
+    if verify_codes:
+        _fail(f"verify failed (exit {verify_codes[0]}): see artifacts/verify/verify.md; the runs are kept",
+              verify_codes[0])
     if any(r.status == "failed" for r in results):
         _fail("some stages failed (see above); finished stages are kept and a rerun resumes", 1)
 

@@ -14,6 +14,11 @@ Skipped when hashing: dotfiles and dot-directories (the temp files and ``.<name>
 ``check_manifest`` reports, per path: MODIFIED (content changed), MISSING (listed, not on disk),
 UNEXPECTED (on disk, not listed) and SWAPPED (two listed files each hold the other's content).
 Every function takes the root directory explicitly so that tests can work on copies.
+
+A manifest is checked before it is written (``stamp``): a listed file that changed, vanished or swapped
+is refused (``ManifestMismatch``, naming the files) unless the caller accepts the changes; new files are
+added. The reference manifest is written only when asked for (``invoke checksums --reference``). What this
+cannot detect: someone who rewrites a file *and* its manifest (docs/ARTIFACTS.md).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ CHECKSUM_DIR = "checksums"
 MANIFESTS: dict[str, str] = {"reference": "artifacts/reference", "runs": "artifacts/runs"}
 
 OK, MODIFIED, MISSING, UNEXPECTED, SWAPPED = "OK", "MODIFIED", "MISSING", "UNEXPECTED", "SWAPPED"
+REFUSED = (MODIFIED, MISSING, SWAPPED)  # changes to listed files: never re-stamped silently
 
 
 @dataclass
@@ -158,8 +164,8 @@ def integrity(root: Path) -> list[dict]:
     """Integrity rows for ``invoke verify``: one summary row per manifest, then one row per problem.
 
     Row keys: manifest, path, status (OK / FAIL / NOT RUN for summaries, MODIFIED / MISSING / UNEXPECTED
-    / SWAPPED for problems), detail. The reference manifest must exist; the runs manifest is optional
-    (absent: NOT RUN).
+    / SWAPPED for problems), detail. The reference manifest must exist; the runs manifest must exist when there are runs (no runs:
+    NOT RUN).
     """
     root = Path(root)
     rows: list[dict] = []
@@ -167,11 +173,14 @@ def integrity(root: Path) -> list[dict]:
         mpath = manifest_path(root, name)
         rel_m = mpath.relative_to(root).as_posix()
         if not mpath.exists():
-            if name == "runs":
-                n = len(tracked_files(root, subdir))
+            n = len(tracked_files(root, subdir)) if name == "runs" else 0
+            if name == "runs" and n == 0:
                 rows.append({"manifest": rel_m, "path": None, "status": "NOT RUN",
-                             "detail": f"no runs manifest ({n} run files under {subdir}); "
-                                       "`invoke checksums` writes it after `invoke reproduce`"})
+                             "detail": f"no runs under {subdir}, no runs manifest"})
+            elif name == "runs":  # runs without a manifest cannot be told from tampered ones
+                rows.append({"manifest": rel_m, "path": None, "status": "FAIL",
+                             "detail": f"{n} run files under {subdir} but no runs manifest: nothing vouches for "
+                                       "them; `invoke checksums` writes it (`invoke reproduce` does at its end)"})
             else:
                 rows.append({"manifest": rel_m, "path": None, "status": "FAIL",
                              "detail": f"{rel_m} is missing; `invoke checksums` writes it"})
@@ -201,13 +210,62 @@ def integrity_failed(rows: list[dict]) -> bool:
     return any(r["status"] not in ("OK", "NOT RUN") for r in rows)
 
 
-def write_all(root: Path = REPO) -> dict[str, Path | None]:
-    """``invoke checksums``: write the reference manifest, and the runs manifest when runs exist
-    (a stale runs manifest is removed when there are no runs)."""
+class ManifestMismatch(RuntimeError):
+    """Listed files changed since their manifest was written; the message names them and the way out."""
+
+    def __init__(self, name: str, findings: list[Finding], how: str):
+        self.name, self.findings = name, findings
+        shown = ", ".join(f"{f.path} ({f.status})" for f in findings[:5])
+        more = f" and {len(findings) - 5} more" if len(findings) > 5 else ""
+        super().__init__(f"checksums/{name}.sha256 does not match the files: {shown}{more}; refusing to "
+                         f"re-stamp. If the changes are yours, {how}")
+
+
+ACCEPT_HINT = {"runs": "rerun with --accept-changes (invoke checksums --accept-changes, or invoke reproduce "
+                       "--accept-changes)",
+               "reference": "re-stamp them on purpose: invoke checksums --reference --accept-changes"}
+
+
+def mismatches(root: Path, name: str) -> list[Finding]:
+    """Listed files of manifest ``name`` that changed, vanished or swapped (none when it does not exist)."""
     root = Path(root)
-    out: dict[str, Path | None] = {"reference": write_manifest(root, "reference")}
+    mpath = manifest_path(root, name)
+    if not mpath.exists():
+        return []
+    try:
+        expected = read_manifest(mpath)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [Finding(mpath.relative_to(root).as_posix(), MODIFIED, detail=f"unreadable manifest: {exc}")]
+    return [f for f in check(root, expected, MANIFESTS[name]) if f.status in REFUSED]
+
+
+def check_unchanged(root: Path = REPO, names=("reference", "runs")) -> None:
+    """Raise ``ManifestMismatch`` when a listed file of any of ``names`` changed (``invoke reproduce`` runs
+    this before any stage, so a tampered run is never re-stamped as the pipeline's own)."""
+    for name in names:
+        bad = mismatches(root, name)
+        if bad:
+            raise ManifestMismatch(name, bad, ACCEPT_HINT[name])
+
+
+def stamp(root: Path, name: str, accept_changes: bool = False) -> Path:
+    """Write manifest ``name`` after checking the existing one (``ManifestMismatch`` unless accepted)."""
+    bad = mismatches(root, name)
+    if bad and not accept_changes:
+        raise ManifestMismatch(name, bad, ACCEPT_HINT[name])
+    return write_manifest(root, name)
+
+
+def write_all(root: Path = REPO, accept_changes: bool = False, reference: bool = False) -> dict[str, Path | None]:
+    """``invoke checksums``: the runs manifest when runs exist, and the reference manifest only when asked
+    (``reference``); each checked first (``stamp``). With no runs at all (a fresh start) a stale runs
+    manifest is removed."""
+    root = Path(root)
+    out: dict[str, Path | None] = {}
+    if reference:
+        out["reference"] = stamp(root, "reference", accept_changes)
     if tracked_files(root, MANIFESTS["runs"]):
-        out["runs"] = write_manifest(root, "runs")
+        out["runs"] = stamp(root, "runs", accept_changes)
     else:
         stale = manifest_path(root, "runs")
         if stale.exists():

@@ -24,6 +24,7 @@ class StageResult:
     seconds: float
     output: str | None = None
     note: str = ""
+    exit_code: int | None = None  # the closing verify stage's exit code when it failed
 
 
 @dataclass
@@ -43,6 +44,9 @@ class ReproduceOptions:
     force: bool = False
     stimuli_set: str | None = None  # None: our shipped set; "authors" after `invoke stimuli --import-authors`
     protocol: Protocol | None = None  # None: `paper` (repro.protocol; docs/PROTOCOLS.md)
+    # Listed run files that changed since checksums/runs.sha256 was written are refused before any stage
+    # (analysis.checksums.check_unchanged) unless the user says the changes are theirs.
+    accept_changes: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -108,13 +112,18 @@ def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = 
     def checksums():
         from analysis.checksums import write_all
 
-        return write_all(), ""
+        # The runs were checked against their manifest before the first stage; what changed since is this
+        # run's own work. The reference manifest is never re-stamped here.
+        return write_all(accept_changes=True), ""
 
     def verify():
         from analysis.verify import run_verify
 
         res = run_verify(write=True, stimuli_set=stimuli_set)
-        return "artifacts/verify/verify.json", f"verify exit code {res.exit_code} (invoke verify re-checks)"
+        if res.exit_code:
+            raise VerifyFailed(res.exit_code, f"verify exit code {res.exit_code}: {res.summary} "
+                                              "(artifacts/verify/verify.md says which claims)")
+        return "artifacts/verify/verify.json", "verify exit code 0 (invoke verify re-checks)"
 
     def report():
         from analysis.report import build_report
@@ -133,8 +142,21 @@ def options_record(opt: ReproduceOptions) -> dict:
     return {**opt.__dict__, "protocol": (opt.protocol or resolve_protocol()).to_dict()}
 
 
+class VerifyFailed(RuntimeError):
+    """The closing verify stage did not exit 0 (``exit_code``: 1 a claim failed, 2 integrity)."""
+
+    def __init__(self, exit_code: int, message: str):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def reproduce(models: str = "embedded", options: ReproduceOptions | None = None) -> list[StageResult]:
+    """Every stage for every model, then the closing stages. Raises ``analysis.checksums.ManifestMismatch``
+    before any stage when listed runs or references changed (unless ``accept_changes``)."""
+    from analysis.checksums import check_unchanged
+
     opt = options or ReproduceOptions()
+    check_unchanged(names=("reference",) if opt.accept_changes else ("reference", "runs"))
     specs = resolve_many(models)
     results: list[StageResult] = []
     t_all = time.perf_counter()
@@ -158,6 +180,9 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
             try:
                 out, note = fn()
                 results.append(StageResult("*", name, "done", round(time.perf_counter() - t0, 1), str(out), note))
+            except VerifyFailed as exc:  # not a crash: the claims say why
+                results.append(StageResult("*", name, "failed", round(time.perf_counter() - t0, 1),
+                                           note=str(exc), exit_code=exc.exit_code))
             except Exception as exc:
                 traceback.print_exc()
                 results.append(StageResult("*", name, "failed", round(time.perf_counter() - t0, 1),

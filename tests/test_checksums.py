@@ -111,6 +111,8 @@ def test_runs_manifest_written_only_with_runs(tree):
     assert cs.integrity_failed(rows)
     assert any(r["path"] == "artifacts/runs/m/comprehension-fp32-tl/metadata.json" and r["status"] == cs.MODIFIED
                for r in rows)
+    cs.write_all(tree, accept_changes=True)  # the change was ours: re-stamped on request only
+    assert [r["status"] for r in cs.integrity(tree)] == ["OK", "OK"]
     shutil.rmtree(tree / "artifacts/runs")
     cs.write_all(tree)  # no runs any more: the stale runs manifest goes
     assert not cs.manifest_path(tree, "runs").exists()
@@ -125,3 +127,74 @@ def test_missing_reference_manifest_is_a_failure(tree):
 def test_parse_rejects_garbage():
     with pytest.raises(ValueError):
         cs.parse_manifest("not a manifest line\n")
+
+
+def test_a_changed_listed_file_is_never_re_stamped_silently(tree):
+    run = tree / "artifacts/runs/m/comprehension-fp32-tl"
+    run.mkdir(parents=True)
+    (run / "vectors.safetensors").write_bytes(b"\x00" * 64)
+    cs.write_all(tree)
+    blob = bytearray((run / "vectors.safetensors").read_bytes())
+    blob[10] ^= 1  # one flipped byte
+    (run / "vectors.safetensors").write_bytes(bytes(blob))
+    before = cs.manifest_path(tree, "runs").read_text()
+    with pytest.raises(cs.ManifestMismatch, match=r"comprehension-fp32-tl/vectors.safetensors \(MODIFIED\).*"
+                                                  r"--accept-changes"):
+        cs.write_all(tree)
+    with pytest.raises(cs.ManifestMismatch):
+        cs.check_unchanged(tree)  # what invoke reproduce runs before any stage
+    assert cs.manifest_path(tree, "runs").read_text() == before  # nothing re-stamped
+    assert cs.integrity_failed(cs.integrity(tree))
+    # a new run is an addition, not a change: stamped without asking
+    cs.write_all(tree, accept_changes=True)
+    (tree / "artifacts/runs/m/other").mkdir()
+    (tree / "artifacts/runs/m/other/metadata.json").write_text("{}")
+    cs.write_all(tree)
+    assert [r["status"] for r in cs.integrity(tree)] == ["OK", "OK"]
+
+
+def test_reference_manifest_is_written_only_on_purpose(tree):
+    before = (tree / "checksums/reference.sha256").read_text()
+    p = tree / N12
+    p.write_text(p.read_text().replace("0.", "0.9", 1))  # a changed reference value
+    cs.write_all(tree)  # runs only: the reference manifest is left alone
+    assert (tree / "checksums/reference.sha256").read_text() == before
+    with pytest.raises(cs.ManifestMismatch, match="reference.sha256.*--reference --accept-changes"):
+        cs.write_all(tree, reference=True)
+    cs.write_all(tree, reference=True, accept_changes=True)
+    assert cs.check_manifest(tree, "reference") == []
+
+
+def test_runs_without_a_manifest_fail_integrity(tree):
+    run = tree / "artifacts/runs/m/comprehension-fp32-tl"
+    run.mkdir(parents=True)
+    (run / "metadata.json").write_text("{}")
+    rows = cs.integrity(tree)
+    assert rows[1]["status"] == "FAIL" and "no runs manifest" in rows[1]["detail"] and cs.integrity_failed(rows)
+
+
+def test_reproduce_stops_on_tampered_runs_and_exits_with_verify(tree, monkeypatch):
+    """invoke reproduce: a tampered run stops it before any stage; a failing verify stage fails the run."""
+    from repro import pipeline
+
+    run = tree / "artifacts/runs/m/comprehension-fp32-tl"
+    run.mkdir(parents=True)
+    (run / "metadata.json").write_text("{}")
+    cs.write_all(tree)
+    (run / "metadata.json").write_text('{"edited": true}')
+    original = cs.check_unchanged
+    monkeypatch.setattr(cs, "check_unchanged", lambda names=("reference", "runs"): original(tree, names))
+    ran = []
+    monkeypatch.setattr(pipeline, "resolve_many", lambda models: [])
+    monkeypatch.setattr(pipeline.artifacts, "runs_dir", lambda: tree / "artifacts" / "runs")
+
+    def verify():
+        ran.append("verify")
+        raise pipeline.VerifyFailed(1, "verify exit code 1")
+
+    monkeypatch.setattr(pipeline, "_closing_stages", lambda *a: [("verify", verify)])
+    with pytest.raises(cs.ManifestMismatch, match="metadata.json"):
+        pipeline.reproduce("embedded", pipeline.ReproduceOptions())
+    assert ran == []  # refused before any stage
+    results = pipeline.reproduce("embedded", pipeline.ReproduceOptions(accept_changes=True))
+    assert ran == ["verify"] and [(r.stage, r.status, r.exit_code) for r in results] == [("verify", "failed", 1)]
