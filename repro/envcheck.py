@@ -573,13 +573,18 @@ def _container_runs(env: DockerEnv, container: str) -> list[Step]:
     if container == "smoke":
         return steps
     volume = "emogeo-envcheck-artifacts"
-    _run([env.docker, "volume", "rm", "-f", volume])
+    # The runs manifest (checksums/runs.sha256) that reproduce writes must reach the verify container too:
+    # runs without it fail integrity. A new named volume starts as a copy of the image's checksums/ (the
+    # committed reference manifest), so mounting it hides nothing.
+    sums = "emogeo-envcheck-checksums"
+    _run([env.docker, "volume", "rm", "-f", volume, sums])
     try:
         for task in ([], ["verify"]):  # [] = the image's default CMD: reproduce
             label = "invoke " + (" ".join(task) or "reproduce (default CMD)")
             _say(f"  docker run {IMAGE_TAG} {' '.join(task) or '(default CMD: reproduce)'} ...")
             t = time.perf_counter()
-            r = _run(run + ["-v", f"{volume}:/app/artifacts", IMAGE_TAG, *task], timeout=3600)
+            r = _run(run + ["-v", f"{volume}:/app/artifacts", "-v", f"{sums}:/app/checksums", IMAGE_TAG, *task],
+                     timeout=3600)
             if r.returncode:
                 steps.append(Step(f"docker-{task[0] if task else 'reproduce'}", "FAIL",
                                   f"{label} exited {r.returncode}:\n" + _tail(r.stdout + r.stderr, 40),
@@ -588,7 +593,7 @@ def _container_runs(env: DockerEnv, container: str) -> list[Step]:
             steps.append(Step(f"docker-{task[0] if task else 'reproduce'}", "PASS",
                               f"{label} passed in the image, --network none", time.perf_counter() - t))
     finally:
-        _run([env.docker, "volume", "rm", "-f", volume])
+        _run([env.docker, "volume", "rm", "-f", volume, sums])
     return steps
 
 
