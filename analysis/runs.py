@@ -320,17 +320,12 @@ class GenerationRun:
     def at_preset(self) -> bool:
         """Run with its preset's own config under the protocol it applied (not a reduced budget or another
         departure)."""
-        from repro.generation import PRESETS, preset
+        from repro.generation import PRESETS, preset, recorded_applied
 
         if self.preset not in PRESETS:
             return False
-        applied = self.applied
-        if applied is None and self.preset == "loose":  # before protocols: what emogeo did then
-            from repro.generation import LOOSE_STAGE
-            from repro.protocol import resolve_protocol
-
-            applied = resolve_protocol("corrected").identity(LOOSE_STAGE)
-        return self.meta.get("generation_config") == preset(self.preset, applied=applied or {}).to_dict()
+        applied = recorded_applied(self.preset, self.applied)
+        return self.meta.get("generation_config") == preset(self.preset, applied=applied).to_dict()
 
     @property
     def preset(self) -> str:

@@ -172,6 +172,12 @@ def preset_applied(name: str, protocol: Protocol | None = None) -> dict[str, boo
     return (protocol or resolve_protocol()).identity(LOOSE_STAGE) if name == "loose" else {}
 
 
+def recorded_applied(name: str, applied: dict[str, bool] | None) -> dict[str, bool]:
+    """The switches a run of preset ``name`` applied, as its metadata records them; a run recorded before
+    protocols (None) did what emogeo did then: every switch off, i.e. ``corrected``."""
+    return preset_applied(name, resolve_protocol("corrected")) if applied is None else applied
+
+
 def preset(name: str, max_new_tokens: int | None = None, generations_per_template: int | None = None,
            protocol: Protocol | None = None, applied: dict[str, bool] | None = None) -> GenerationConfig:
     """A preset under a protocol (default ``paper``; or the switches a run ``applied``, as its metadata
@@ -619,7 +625,7 @@ def generation_kind(preset_name: str, precision: str, cfg: GenerationConfig, sti
     parts = [f"generation-{preset_name}-{precision}"]
     base = None
     if preset_name in PRESETS:
-        applied = preset_applied(preset_name, resolve_protocol("corrected")) if applied is None else applied
+        applied = recorded_applied(preset_name, applied)
         base = preset(preset_name, applied=applied)
     if base is not None:
         mine, ref = cfg.to_dict(), base.to_dict()
