@@ -15,7 +15,8 @@ from __future__ import annotations
 from repro.protocol import run_protocols
 
 from . import reference as ref
-from .verify import DERIVED, NEEDS_RUN, RUN, Claim, Ctx, _rid
+from .verify_model import DERIVED, NEEDS_RUN, RUN, Claim, Ctx
+from .verify_model import rid as _rid
 
 NOT_AVAILABLE = "not_available_hf_backend"
 CMD_STEER = "invoke steer --model {hub_id} --precision fp16"

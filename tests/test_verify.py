@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import synthetic_runs
+from repro.models import resolve
 from scipy.stats import spearmanr
 
 from analysis import checksums as cs
 from analysis import reference as ref
 from analysis import verify as vf
-from repro.models import resolve
-from repro.stimuli import EMOTIONS
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = REPO / "artifacts" / "reference" / "paper_numbers.json"
@@ -166,47 +166,27 @@ def test_outputs_written_atomically_and_markdown(tree, capsys):
 # ---- run claims (synthetic run artifacts: metadata.json only is read) ------------------------------
 
 def _run(root, hub, dtype="fp16", backend="tl", best=11, n_layers=28, aniso=0.627, std=0.103, seed=0, nan_from=None):
-    spec = resolve(hub)
-    rng = np.random.default_rng(seed)
-    v = rng.normal(size=(21, 16))
-    v -= v.mean(0)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    rdm = (v @ v.T).tolist()
-    sweep = [-0.04 + 0.0001 * abs(i - best) for i in range(n_layers)]
-    sweep[best] = -0.0499
-    nonfinite = list(range(nan_from, n_layers)) if nan_from is not None else []
-    for i in nonfinite:
-        sweep[i] = None
-    meta = {"schema": "emogeo.comprehension/1", "kind": "comprehension", "model": spec.to_dict(), "backend": backend,
-            "dtype": dtype, "emotions": list(EMOTIONS), "n_layers": n_layers, "d_model": spec.d_model or 16,
-            "layer_sweep": sweep, "nonfinite_layers": nonfinite, "best_layer": best,
-            "best_layer_pct": round(100 * best / n_layers, 1),
-            "descriptors": {"best": {"layer": best, "anisotropy": aniso, "rdm_std": std, "mean_cosine": -0.0499}},
-            "rdm": rdm}
-    d = root / "artifacts/runs" / spec.slug / f"comprehension-{dtype}-{backend}"
-    d.mkdir(parents=True)
-    (d / "metadata.json").write_text(json.dumps(meta))
-    return d, rdm
+    d = synthetic_runs.comprehension(root, hub, dtype=dtype, backend=backend, best=best, n_layers=n_layers,
+                                     aniso=aniso, std=std, seed=seed, nan_from=nan_from)
+    return d, json.loads((d / "metadata.json").read_text())["rdm"]
 
 
 def test_run_claims_paper_and_embedded(tree):
-    _run(tree, "meta-llama/Llama-3.2-3B-Instruct")
+    tl, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct")
     _run(tree, "HuggingFaceTB/SmolLM2-135M-Instruct", dtype="fp32", best=23, n_layers=30, aniso=0.9, std=0.2)
-    eq = {"model": "meta-llama/Llama-3.2-3B-Instruct", "dtype": "fp16", "layer": 11, "passed": True,
-          "best": {"layer": 11, "cos_mean": 0.999998, "cos_min": 0.999997, "rdm_spearman": 0.99999,
-                   "rel_frobenius": 1.1e-4, "passed": True},
-          "per_layer": [{"layer": i, "cos_min": 0.99999, "passed": True} for i in range(28)]}
-    (tree / "artifacts/runs/meta-llama_Llama-3.2-3B-Instruct/equivalence.json").write_text(json.dumps(eq))
+    synthetic_runs.equivalence(tree, tl)
     res = vf.run_verify(tree, write=False)
     claims = _by_id(res)
     assert res.summary[vf.FAIL] == 0, [c for c in res.claims if c["status"] == vf.FAIL]
-    assert claims["A1.row08.run.comprehension-fp16-tl"]["status"] == vf.PASS
-    assert "A1.row08.run" not in claims  # the needs-run claim became a run claim
+    row = claims["A1.row08.run.comprehension-fp16-tl"]
+    assert row["status"] == vf.PASS and row["got"]["anisotropy"] == 0.627 and row["got"]["rdm_std"] == 0.103
+    assert "A1.row08.run" not in claims and "A1.row08.run.comprehension-fp16-hf" not in claims  # one run per row
     assert claims["S4.2.equivalence.run"]["status"] == vf.PASS
     assert claims["run.meta-llama_Llama-3.2-3B-Instruct.equivalence"]["status"] == vf.PASS
+    assert claims["run.meta-llama_Llama-3.2-3B-Instruct/comprehension-fp16-hf.values"]["status"] == vf.PASS
     emb = [c for c in res.claims if "SmolLM2-135M" in c["id"]]
-    assert {c["id"].rsplit(".", 1)[1] for c in emb} == {"integrity", "nonfinite_layers"}  # never vs the paper
-    assert all(c["status"] == vf.PASS for c in emb)
+    assert [c["id"].rsplit(".", 1)[1] for c in emb] == ["values"]  # never vs the paper
+    assert emb[0]["status"] == vf.PASS
     # runs without a runs manifest: nothing vouches for them, so integrity fails until one is written
     assert [r["status"] for r in res.integrity] == ["OK", "FAIL"] and res.exit_code == 2
     cs.write_all(tree)
@@ -215,26 +195,54 @@ def test_run_claims_paper_and_embedded(tree):
 
 def test_run_claim_tolerances(tree):
     d, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct", best=12, aniso=0.635)  # off by one layer: flagged
-    claims = _by_id(vf.run_verify(tree, write=False))
-    c = claims["A1.row08.run.comprehension-fp16-tl"]
-    assert c["status"] == vf.PASS and "FLAGGED" in c["note"]
-    meta = json.loads((d / "metadata.json").read_text())
-    meta["descriptors"]["best"]["anisotropy"] = 0.70  # outside +-0.01 of 0.627
-    (d / "metadata.json").write_text(json.dumps(meta))
+    synthetic_runs.equivalence(tree, d)
     cs.write_all(tree)
+    c = _by_id(vf.run_verify(tree, write=False))["A1.row08.run.comprehension-fp16-tl"]
+    assert c["status"] == vf.PASS and "FLAGGED" in c["note"]
+    far, _ = _run(tree, "meta-llama/Llama-3.2-3B", best=11, aniso=0.649 + 0.011, std=0.104)  # just outside +-0.01
+    synthetic_runs.equivalence(tree, far)
+    cs.write_all(tree, accept_changes=True)
     res = vf.run_verify(tree, write=False)
-    assert _by_id(res)["A1.row08.run.comprehension-fp16-tl"]["status"] == vf.FAIL and res.exit_code == 1
-    (d / "metadata.json").write_text(json.dumps(dict(meta, best_layer=3)))  # now inconsistent with its sweep
-    res = vf.run_verify(tree, write=False)
-    assert res.exit_code == 2  # the runs manifest catches the edit first
-    assert _by_id(res)["run.meta-llama_Llama-3.2-3B-Instruct/comprehension-fp16-tl.integrity"]["status"] == vf.FAIL
+    c = _by_id(res)["A1.row07.run.comprehension-fp16-tl"]
+    assert c["status"] == vf.FAIL and c["note"] == "ran, disagrees: anisotropy" and res.exit_code == 1
 
 
-def test_non_fp16_paper_run_is_integrity_only(tree):
+def test_edited_run_value_fails_even_when_restamped(tree):
+    """A number edited in metadata.json and re-stamped into the manifest disagrees with the saved tensors."""
+    d, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct")
+    synthetic_runs.equivalence(tree, d)
+    cs.write_all(tree)
+    assert vf.run_verify(tree, write=False).exit_code == 0
+    synthetic_runs.edit_json(d / "metadata.json", lambda m: m["descriptors"]["best"].update(anisotropy=0.6275))
+    cs.write_all(tree, accept_changes=True)
+    res = vf.run_verify(tree, write=False)
+    claims = _by_id(res)
+    values = claims["run.meta-llama_Llama-3.2-3B-Instruct/comprehension-fp16-tl.values"]
+    assert values["status"] == vf.FAIL and "descriptors.best.anisotropy: stored 0.6275, tensors give 0.627" in values["note"]
+    assert claims["A1.row08.run.comprehension-fp16-tl"]["status"] == vf.FAIL and res.exit_code == 1
+
+
+def test_wrong_backend_or_missing_equivalence_cannot_pass(tree):
+    """Llama-3.2-3B-I is a TL row of Table A1: a run on HF hooks, or one without the equivalence check, fails
+    even with the paper's values."""
+    hf, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct", backend="hf")
+    c = _by_id(vf.run_verify(tree, write=False))["A1.row08.run.comprehension-fp16-hf"]
+    assert c["status"] == vf.FAIL and c["got"]["anisotropy"] == 0.627
+    assert "ran on hf, Table A1 row 8 ran on TL" in c["note"] and "equivalence did not run" in c["note"]
+    tl, _ = _run(tree, "meta-llama/Llama-3.2-3B-Instruct", backend="tl", seed=3)
+    c = _by_id(vf.run_verify(tree, write=False))["A1.row08.run.comprehension-fp16-tl"]
+    assert c["status"] == vf.FAIL and c["note"].startswith("ran, disagrees: equivalence did not run")
+    # Mistral-7B-I is an HF row (TransformerLens cannot load it): HF hooks and no equivalence is its method
+    _run(tree, "mistralai/Mistral-7B-Instruct-v0.3", backend="hf", best=13, n_layers=32, aniso=0.491, std=0.093)
+    assert _by_id(vf.run_verify(tree, write=False))["A1.row10.run.comprehension-fp16-hf"]["status"] == vf.PASS
+
+
+def test_non_fp16_paper_run_is_values_only(tree):
     _run(tree, "meta-llama/Llama-3.2-3B-Instruct", dtype="fp32", aniso=0.9)
     claims = _by_id(vf.run_verify(tree, write=False))
     assert claims["A1.row08.run"]["status"] == vf.NOT_RUN
     assert not any(k.startswith("A1.row08.run.") for k in claims)
+    assert claims["run.meta-llama_Llama-3.2-3B-Instruct/comprehension-fp32-tl.values"]["status"] == vf.PASS
 
 
 def test_rsa_claim_from_runs(tree):
@@ -247,18 +255,54 @@ def test_rsa_claim_from_runs(tree):
     assert c["status"] == (vf.PASS if abs(rho - 0.813) <= vf.RSA_TOL else vf.FAIL)
 
 
-def test_decomposition_json_structure(tree):
-    d = tree / "artifacts/runs/mistralai_Mistral-7B-Instruct-v0.3"
-    d.mkdir(parents=True)
-    layers = {k: {"rho": 0.1, "status": "ok"} for k in ("L1_A_vs_C", "L2_B_vs_C", "L3_C_vs_D", "L4_A_vs_D")}
-    (d / "decomposition.json").write_text(json.dumps({"layers": layers}))
-    claims = _by_id(vf.run_verify(tree, write=False))
-    assert claims["run.mistralai_Mistral-7B-Instruct-v0.3.decomposition"]["status"] == vf.PASS
-    assert "S4.3.decomposition.Mistral-7B-Instruct-v0.3.run" not in claims
-    layers["L4_A_vs_D"] = {"rho": None, "status": "ok"}
-    (d / "decomposition.json").write_text(json.dumps({"layers": layers}))
-    assert _by_id(vf.run_verify(tree, write=False))["run.mistralai_Mistral-7B-Instruct-v0.3.decomposition"]["status"] \
-        == vf.FAIL
+def _decomposition(tree, hub, **a_kwargs):
+    from analysis.decomposition import decomposition_from_runs
+    from analysis.runs import config_for_protocol
+
+    synthetic_runs.comprehension(tree, hub, **a_kwargs)
+    synthetic_runs.generation(tree, hub, "loose", "fp16", seed=1)
+    synthetic_runs.generation(tree, hub, "protocol_matched", "fp16", seed=2)
+    synthetic_runs.generation(tree, hub, "protocol_matched", "int8", seed=3)
+    out = decomposition_from_runs(resolve(hub).slug, root=tree / "artifacts", config=config_for_protocol())
+    return tree / "artifacts/runs" / resolve(hub).slug / "decomposition.json", out
+
+
+def test_edited_decomposition_restamped_fails_verify(tree):
+    """Issue 24's done-when: decomposition values edited and re-stamped with --accept-changes -> exit 1."""
+    path, out = _decomposition(tree, "HuggingFaceTB/SmolLM2-135M-Instruct", dtype="fp32", best=23, n_layers=30,
+                               aniso=0.9, std=0.2)
+    cs.write_all(tree)
+    res = vf.run_verify(tree, write=False)
+    c = _by_id(res)["run.HuggingFaceTB_SmolLM2-135M-Instruct.decomposition"]
+    assert res.exit_code == 0 and c["status"] == vf.PASS
+    assert c["got"]["L3_C_vs_D"] == round(out["layers"]["L3_C_vs_D"]["rho"], 4)
+    synthetic_runs.edit_json(path, lambda d: d["layers"]["L3_C_vs_D"].update(rho=d["layers"]["L3_C_vs_D"]["rho"] + 0.01))
+    with pytest.raises(cs.ManifestMismatch):
+        cs.write_all(tree)  # refused without --accept-changes
+    cs.write_all(tree, accept_changes=True)
+    res = vf.run_verify(tree, write=False)
+    c = _by_id(res)["run.HuggingFaceTB_SmolLM2-135M-Instruct.decomposition"]
+    assert res.exit_code == 1 and c["status"] == vf.FAIL and c["note"].startswith("L3_C_vs_D.rho: stored")
+
+
+def test_paper_decomposition_judged_on_values_and_direction(tree, monkeypatch):
+    from analysis import verify_runs
+
+    path, out = _decomposition(tree, "mistralai/Mistral-7B-Instruct-v0.3", backend="hf", best=13, n_layers=32,
+                               aniso=0.491, std=0.093)
+    cid = "S4.3.decomposition.Mistral-7B-Instruct-v0.3.run"
+    c = _by_id(vf.run_verify(tree, write=False))[cid]
+    assert c["kind"] == vf.RUN and c["status"] == vf.FAIL and c["note"] == "ran, disagrees: L3_C_vs_D -0.032 vs 0.215; L4_A_vs_D -0.011 vs 0.409"
+    # the paper's values (recomputation stubbed: the synthetic runs cannot give them) pass; the opposite direction fails
+    monkeypatch.setattr(verify_runs, "decomposition_values", lambda root, d: ({}, []))
+    paper = {"L1_A_vs_C": 0.091, "L2_B_vs_C": 0.019, "L3_C_vs_D": 0.215, "L4_A_vs_D": 0.409}
+    synthetic_runs.edit_json(path, lambda d: [d["layers"][k].update(rho=v) for k, v in paper.items()])
+    c = _by_id(vf.run_verify(tree, write=False))[cid]
+    assert c["status"] == vf.PASS and c["got"]["direction"] == "over-estimates", c["note"]
+    near = dict(paper, L3_C_vs_D=0.314, L4_A_vs_D=0.31)  # each within 0.10, but L4 < L3: the argument flips
+    synthetic_runs.edit_json(path, lambda d: [d["layers"][k].update(rho=v) for k, v in near.items()])
+    c = _by_id(vf.run_verify(tree, write=False))[cid]
+    assert c["status"] == vf.FAIL and c["note"] == "ran, disagrees: L4 vs L3 under-estimates, the paper over-estimates"
 
 
 def test_claims_pick_the_shipped_set_unless_asked_and_name_their_runs(tree):
