@@ -148,20 +148,19 @@ def equivalence_values(slug_dir: Path, d: dict, cos_bar: float = 0.9999) -> tupl
     return {k: (r4(v, 7) if k.startswith("cos") else v) for k, v in got.items()}, problems
 
 
-def decomposition_values(root: Path, d: dict) -> tuple[dict, list[str]]:
+def decomposition_values(runs_root: Path, d: dict) -> tuple[dict, list[str]]:
     """L1-L4 recomputed from the runs decomposition.json names, with its centring."""
     from repro.artifacts import load_metadata
 
     from .decomposition import condition_rdm, decompose
     from .runs import ComprehensionRun, GenerationRun
 
-    runs_root = Path(root) / "artifacts" / "runs"
     rdms, problems = {}, []
     for cond, c in (d.get("conditions") or {}).items():
         if c is None:
             rdms[cond] = None
             continue
-        path = runs_root / c["run"]
+        path = Path(runs_root) / c["run"]
         cls = ComprehensionRun if cond == "A" else GenerationRun
         rdms[cond] = condition_rdm(cls(path, load_metadata(path)), (d.get("centring") or {}).get("mode", "post"))
     if not rdms:

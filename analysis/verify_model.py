@@ -58,11 +58,11 @@ class VerifyResult:
 class Ctx:
     """The tree verify reads: reference data and runs, each loaded once."""
 
-    def __init__(self, root: Path, stimuli_set: str | None = None):
+    def __init__(self, root: Path, stimuli_set: str | None = None, runs_root: Path | None = None):
         self.root = Path(root)
         self.stimuli_set = stimuli_set or DEFAULT_SET  # whose runs represent a paper model (verify_runs.pick)
         self.ref_dir = self.root / "artifacts" / "reference"
-        self.runs_root = self.root / "artifacts" / "runs"
+        self.runs_root = Path(runs_root) if runs_root else self.root / "artifacts" / "runs"
         self._cache: dict[str, Any] = {}
 
     def _get(self, key, fn):
@@ -172,3 +172,76 @@ GEMMA_PT_VS = {"llama3.2_base": L32B, "llama3.1_base": L31B, "qwen_base": QB, "s
                "mistral_base": MB, "gemma_it": GI}
 SIZE_TESTS = (("dmodel_anisotropy", "d_model", "anisotropy"), ("size_anisotropy", "size_b", "anisotropy"),
               ("size_rdm_std", "size_b", "rdm_std"), ("size_best_layer_pct", "size_b", "best_layer_pct"))
+
+
+# ---- the claims file ------------------------------------------------------------------------------------
+
+CLAIMS_FILE = Path(__file__).resolve().parent / "claims.csv"
+
+
+@dataclass
+class ClaimRow:
+    """One row of ``analysis/claims.csv``: a claim, or (an id with ``{...}``) the template of one claim per
+    run, model or released file."""
+
+    id: str
+    kind: str
+    check: str
+    args: dict
+    expected: str
+    tolerance: str
+    why: str
+    source: str
+    statement: str
+    finding: str
+
+    @property
+    def tol(self) -> float | None:
+        """The tolerance as a number (None: exact, strict, printed or a compound rule the check applies), with
+        1e-9 of slack so that a value exactly half a unit away (0.1055 vs 0.106) is not lost to binary floats."""
+        try:
+            return float(self.tolerance) + 1e-9
+        except ValueError:
+            return None
+
+    def resolve(self, ctx: "Ctx", **fill):
+        """The expected value: ``paper:<number id>`` (``[k1,k2]`` keeps those keys of a dict), JSON, or text."""
+        spec = self.expected.format(**fill) if fill else self.expected
+        if spec.startswith("paper:"):
+            nid, _, keys = spec[len("paper:"):].partition("[")
+            v = ctx.num(nid)
+            return {k: v[k] for k in keys.rstrip("]").split(",")} if keys else v
+        try:
+            return json.loads(spec)
+        except ValueError:
+            return spec
+
+    def models(self) -> tuple:
+        return tuple(dict.fromkeys(h for v in self.args.values() for h in str(v).split(",") if "/" in h))
+
+    def claim(self, ctx: "Ctx", fill: dict | None = None, **overrides) -> Claim:
+        """The claim this row states (ids and texts filled from ``fill``), with ``overrides``."""
+        fill = fill or {}
+        fields = dict(id=self.id.format(**fill), statement=self.statement.format(**fill), source=self.source,
+                      kind=self.kind, expected=self.resolve(ctx, **fill), tolerance=self.tolerance,
+                      models=self.models(), known_mismatch=self.finding or None, why=self.why)
+        fields.update(overrides)
+        return Claim(**fields)
+
+
+def parse_args(text: str) -> dict:
+    """'a=x b=y' -> {'a': 'x', 'b': 'y'} (values hold no spaces: hub ids, keys, comma lists)."""
+    out = {}
+    for part in text.split():
+        k, sep, v = part.partition("=")
+        if not sep:
+            raise ValueError(f"claims.csv: argument {part!r} is not key=value")
+        out[k] = v
+    return out
+
+
+def load_rows(path: Path = CLAIMS_FILE) -> list[ClaimRow]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [ClaimRow(**{**r, "args": parse_args(r["args"])}) for r in csv.DictReader(f)]

@@ -22,25 +22,16 @@ from repro.protocol import run_protocols
 from repro.stimuli.sets import run_stimuli_set
 
 from .descriptors import cosine_matrix, upper
-from .run_values import (DECOMP_LAYERS, VALUE_ATOL, comprehension_values, decomposition_values, equivalence_values,
+from .run_values import (DECOMP_LAYERS, comprehension_values, decomposition_values, equivalence_values,
                          generation_values, load_tensors)
-from .verify_model import (GB, GI, L31B, L31I, L32B, L32I, MATURE_I, MI, NEEDS_RUN, QI, RUN, SIZE_TESTS, WITHIN_FAMILY,
-                           Claim, Ctx, as_float, near, r4, rid)
+from .verify_model import NEEDS_RUN, RUN, Claim, ClaimRow, Ctx, as_float, near, r4, rid
 
-# Tolerances of runs against the paper (Table A1, Sections 3.1-3.5, 4.2, 4.3); the claims name them.
-BEST_LAYER_FLAG = 1
+# Compound tolerances (their claims in analysis/claims.csv say why; single numbers come from the file).
+BEST_LAYER_FLAG = 1  # Table A1 rows: best layer exact, one layer off passes flagged
 ANISOTROPY_TOL = 0.01
 RDM_STD_TOL = 0.005
-RSA_TOL = 0.02
-SIZE_RHO_RUN_TOL = 0.05
-# Section 4.3 from runs. Conditions B-D are decoded text: on other GPU kernels fp16/INT8 logits differ in the
-# last bits and continuations diverge after near-ties, and the authors' loose condition (B) was sampled
-# without a seed, so a rerun's rho is a fresh estimate, not a recomputation. Its sampling error is of the
-# order of a Spearman's over the 190 RDM pairs of 20 emotions (Fisher-z SE 1/sqrt(187) = 0.073, about 0.06
-# in rho at the paper's 0.1-0.5); 0.10 is 1.5 such errors. The L4-vs-L3 direction, which carries the
-# paper's argument (Section 4.3.4), must match exactly (the paper's gaps are 0.19 and 0.20).
-DECOMP_RHO_TOL = 0.10
-# Section 4.2: our bar for "numerically equivalent" (the paper reports its values but states no threshold).
+DECOMP_RHO_TOL = 0.10  # Section 4.3 from runs: each rho; the L4-vs-L3 direction exact
+# Section 4.2: emogeo's bar for "numerically equivalent" (the paper reports its values but states no threshold).
 EQUIV = {"cos_min": 0.9999, "cos_mean": 0.9999, "rdm_spearman": 0.999, "rel_frobenius": 1e-3}
 
 CMD_EXTRACT = "invoke extract --model {hub_id} --dtype fp16"
@@ -112,35 +103,91 @@ def rsa(ctx: Ctx, run_a: dict, run_b: dict) -> float:
     return float(_st.spearmanr(upper(ma[np.ix_(ia, ia)]), upper(mb[np.ix_(ib, ib)])).statistic)
 
 
-# ---- claims about the runs present ----------------------------------------------------------------------
+# ---- run claims, one builder per check name of analysis/claims.csv --------------------------------------
+# A builder turns a row into claims: one per run, slug or model for template rows ({run}, {slug}, {row}),
+# else one claim that is RUN when its runs exist and NEEDS_RUN (naming the command) until then.
 
-def _values_claim(cid: str, statement: str, fn, runs: tuple) -> Claim:
+BUILDERS: dict = {}
+
+
+def builder(name: str):
+    def register(fn):
+        BUILDERS[name] = fn
+        return fn
+    return register
+
+
+def _problems_check(fn):
     def check(c: Ctx):
         got, problems = fn()
-        return got, not problems, "; ".join(problems[:4]) + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else "")
+        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
+        return got, not problems, "; ".join(problems[:4]) + more
+    return check
 
-    return Claim(cid, statement, "docs/ARTIFACTS.md", RUN, "agrees with the saved tensors",
-                 f"+-{VALUE_ATOL:g}", check, runs=runs,
-                 why="recomputed in float64 from the same float32 tensors: only summation order or float32 "
-                     "rounding differs; 50x below half a unit of the third decimal")
+
+def _slugs(ctx: Ctx, filename: str) -> list[Path]:
+    if not ctx.runs_root.is_dir():
+        return []
+    return [p / filename for p in sorted(ctx.runs_root.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and (p / filename).is_file()]
+
+
+@builder("run_values")
+def run_values(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    out = []
+    for run in ctx.runs:
+        r, meta = rid(run), run["meta"]
+        if "_error" in meta:
+            def fn(e=meta["_error"]):
+                return "unreadable", [f"metadata.json: {e}"]
+        elif meta.get("kind") == "comprehension":
+            def fn(run=run):
+                return comprehension_values(run["dir"], run["meta"])
+        elif meta.get("kind") == "generation":
+            def fn(run=run):
+                return generation_values(run["dir"], run["meta"])
+        else:
+            continue
+        out.append(row.claim(ctx, {"run": r}, check=_problems_check(fn), runs=(r,)))
+    return out
+
+
+@builder("run_equivalence")
+def run_equivalence(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    out = []
+    for eq in _slugs(ctx, "equivalence.json"):
+        def check(c: Ctx, eq=eq):
+            d = _read_json(eq)
+            got, problems = equivalence_values(eq.parent, d, row.tol)
+            n = [x for x in d.get("per_layer", []) if x.get("passed") is not None]
+            ok = bool(d.get("passed")) and bool((d.get("best") or {}).get("passed")) and not problems
+            return got, ok, "; ".join(problems) or (f"{sum(bool(x['passed']) for x in n)}/{len(n)} finite layers "
+                                                    f"pass the cosine bar; dtype {d.get('dtype')}")
+
+        out.append(row.claim(ctx, {"slug": eq.parent.name}, check=check, runs=(f"{eq.parent.name}/{eq.name}",)))
+    return out
+
+
+@builder("run_decomposition")
+def run_decomposition(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    return [row.claim(ctx, {"slug": dec.parent.name}, runs=(f"{dec.parent.name}/{dec.name}",),
+                      check=_problems_check(lambda dec=dec: decomposition_values(ctx.runs_root, _read_json(dec))))
+            for dec in _slugs(ctx, "decomposition.json")]
 
 
 def _vs_a1(ctx: Ctx, run: dict, row: dict):
     m = run["meta"]
-    hub = row["hub_id"]
     best = (m.get("descriptors") or {}).get("best") or {}
     got = {"best_layer": m.get("best_layer"), "best_layer_pct": m.get("best_layer_pct"),
            "anisotropy": r4(best.get("anisotropy")), "rdm_std": r4(best.get("rdm_std")), "backend": m.get("backend")}
     bad, notes = [], []
-    _, problems = comprehension_values(run["dir"], m)
-    if problems:
+    if comprehension_values(run["dir"], m)[1]:
         bad.append("its numbers disagree with its saved tensors (run.<run>.values)")
     if m.get("backend") != row["backend"].lower():
         bad.append(f"ran on {m.get('backend')}, Table A1 row {row['row']} ran on {row['backend']}")
     if "paper" not in run_protocols(m):
         bad.append(f"ran under protocol {'/'.join(run_protocols(m)) or 'custom'}, the published numbers come from 'paper'")
-    gate = equivalence_gate(ctx, hub)
-    if gate:
+    if gate := equivalence_gate(ctx, row["hub_id"]):
         bad.append(gate)
     off = abs(m["best_layer"] - row["best_layer"])
     if off > BEST_LAYER_FLAG:
@@ -157,73 +204,22 @@ def _vs_a1(ctx: Ctx, run: dict, row: dict):
         ("; " + "; ".join(notes) if notes else "")
 
 
-def run_claims(ctx: Ctx) -> tuple[list[Claim], set[str]]:
-    """Claims about the runs present; returns them and the hub ids whose Table A1 row they cover."""
-    claims: list[Claim] = []
-    covered: set[str] = set()
-    for run in ctx.runs:
-        r = rid(run)
-        meta = run["meta"]
-        if "_error" in meta:
-            claims.append(Claim(f"run.{r}.values", "the run's metadata.json can be read", "docs/ARTIFACTS.md", RUN,
-                                "readable", "exact", lambda c, e=meta["_error"]: ("unreadable", False, e), runs=(r,)))
-            continue
-        kind = meta.get("kind")
-        if kind == "comprehension":
-            claims.append(_values_claim(
-                f"run.{r}.values", "layer sweep, best layer, non-finite layers, anisotropy per layer, best-layer RDM "
-                "and descriptors = what the saved emotion means, vectors and neutral activations give",
-                lambda run=run: comprehension_values(run["dir"], run["meta"]), (r,)))
-        elif kind == "generation":
-            claims.append(_values_claim(
-                f"run.{r}.values", "vectors = the saved means under the run's vector formula; RDM = their cosines",
-                lambda run=run: generation_values(run["dir"], run["meta"]), (r,)))
-    # A paper model's Table A1 row is judged on one run, the one PICK_RULES choose (other runs: values only).
-    for row in ctx.a1:
-        run = pick(ctx, row["hub_id"])
+@builder("a1_run")
+def a1_run(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    """Each Table A1 row is judged on the one run PICK_RULES choose (other runs: their values only)."""
+    out = []
+    for a1 in ctx.a1:
+        hub, fill = a1["hub_id"], {"row": f"{a1['row']:02d}", "hub": a1["hub_id"]}
+        run = pick(ctx, hub)
         if run is None:
-            continue
-        covered.add(row["hub_id"])
-        claims.append(Claim(f"A1.row{row['row']:02d}.run.{run['kind']}", f"{row['hub_id']}: the fp16 run of the paper's "
-                            "protocol reproduces Table A1 (best layer, best-layer %, anisotropy, RDM std) on the Table A1 "
-                            "backend, with Section 4.2's equivalence run", "Table A1", RUN,
-                            {k: row[k] for k in ("best_layer", "best_layer_pct", "anisotropy", "rdm_std", "backend")},
-                            "best layer exact (+-1 flagged); anisotropy +-0.01; RDM std +-0.005",
-                            lambda c, run=run, row=row: _vs_a1(c, run, row), models=(row["hub_id"],), runs=(rid(run),),
-                            why="fp16 on other GPUs and kernels is not bit-exact: the argmin of a sweep whose "
-                                "neighbours differ in the 4th decimal may move by one layer (flagged)"))
-    slugs = sorted(p.name for p in ctx.runs_root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if ctx.runs_root.is_dir() else []
-    for slug in slugs:
-        eq = ctx.runs_root / slug / "equivalence.json"
-        if eq.is_file():
-            def equiv(c: Ctx, eq=eq):
-                d = _read_json(eq)
-                got, problems = equivalence_values(eq.parent, d)
-                n = [x for x in d.get("per_layer", []) if x.get("passed") is not None]
-                ok = bool(d.get("passed")) and bool((d.get("best") or {}).get("passed")) and not problems
-                return got, ok, "; ".join(problems) or (f"{sum(bool(x['passed']) for x in n)}/{len(n)} finite layers "
-                                                        f"pass the cosine bar; dtype {d.get('dtype')}")
+            out.append(row.claim(ctx, fill, kind=NEEDS_RUN, models=(hub,), command=CMD_EXTRACT.format(hub_id=hub)))
+        else:
+            c = row.claim(ctx, fill, kind=RUN, models=(hub,), runs=(rid(run),),
+                          check=lambda c, run=run, a1=a1: _vs_a1(c, run, a1))
+            c.id += f".{run['kind']}"
+            out.append(c)
+    return out
 
-            claims.append(Claim(f"run.{slug}.equivalence", "TL and HF extractions agree: per-vector cosine >= 0.9999 "
-                                "(emogeo's bar) at the best layer and at every finite layer, recomputed from the two "
-                                "runs' vectors", "Section 2.4; Section 4.2", RUN, "passed", "cos_min >= 0.9999 (ours)",
-                                equiv, runs=(f"{slug}/equivalence.json",),
-                                why="the paper reports cosines of 0.999997-0.999999 but states no threshold; 0.9999 "
-                                    "is emogeo's bar"))
-        dec = ctx.runs_root / slug / "decomposition.json"
-        if dec.is_file():
-            def decomp(c: Ctx, dec=dec):
-                got, problems = decomposition_values(c.root, _read_json(dec))
-                return got, not problems, "; ".join(problems)
-
-            claims.append(Claim(f"run.{slug}.decomposition", "decomposition.json's L1-L4 = what the runs it names give "
-                                "(recomputed from their saved vectors, with its centring)", "Section 4.3", RUN,
-                                "agrees with the runs", f"+-{VALUE_ATOL:g}", decomp, runs=(f"{slug}/decomposition.json",)))
-    return claims, covered
-
-
-# ---- the paper's numbers from the paper's models' runs (NOT RUN until the runs exist) -------------------
 
 def _aliases(hubs) -> str:
     from repro.models import PAPER_MODELS
@@ -231,122 +227,78 @@ def _aliases(hubs) -> str:
     return ",".join(m.alias for m in PAPER_MODELS if m.hub_id in hubs)
 
 
-def _rsa_claim(ctx: Ctx, cid, statement, source, expected, pairs, agg, hubs, command=None) -> Claim:
-    hubs = tuple(dict.fromkeys(hubs))
+def _gates(ctx: Ctx, runs: dict) -> list[str]:
+    """Why runs that exist still cannot stand for the paper's models (backend, equivalence)."""
+    out = [f"{h}: {why}" for h in runs if (why := equivalence_gate(ctx, h))]
+    return out + [f"{h}: ran on {r['meta'].get('backend')}, Table A1 {ctx.a1_row(h)['backend']}" for h, r in runs.items()
+                  if r["meta"].get("backend") != ctx.a1_row(h)["backend"].lower()]
 
-    def check(c: Ctx):
-        runs = {h: pick(c, h) for h in hubs}
-        vals = {(a, b): rsa(c, runs[a], runs[b]) for a, b in pairs()}
-        got = agg(vals)
-        exp = expected if isinstance(expected, list) else [expected]
-        g = got if isinstance(got, list) else [got]
-        ok = all(abs(x - e) <= RSA_TOL for x, e in zip(g, exp))
-        gates = [f"{h}: {why}" for h in hubs if (why := equivalence_gate(c, h))]
-        gates += [f"{h}: ran on {runs[h]['meta'].get('backend')}, Table A1 {c.a1_row(h)['backend']}" for h in hubs
-                  if runs[h]["meta"].get("backend") != c.a1_row(h)["backend"].lower()]
+
+def _needing(ctx: Ctx, row: ClaimRow, hubs, check, command=None) -> Claim:
+    picked = {h: pick(ctx, h) for h in hubs}
+    if any(p is None for p in picked.values()):
+        cmd = command or (CMD_PAPER if len(hubs) > 4 else CMD_SUBSET.format(models=_aliases(hubs)))
+        return row.claim(ctx, kind=NEEDS_RUN, command=cmd, models=tuple(hubs))
+    return row.claim(ctx, kind=RUN, check=lambda c: check(c, picked), models=tuple(hubs),
+                     runs=tuple(rid(p) for p in picked.values()))
+
+
+@builder("rsa_run")
+def rsa_run(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    hubs = row.args["models"].split(",")
+    pairs = row.args["pairs"]
+    if pairs == "all":
+        todo = [(a, b) for i, a in enumerate(hubs) for b in hubs[i + 1:]]
+    else:
+        me = pairs.split(":", 1)[1]
+        skip = {"google/gemma-3-1b-it": {"google/gemma-3-1b-pt"}}.get(me, set())  # IT vs the non-Gemma models
+        todo = [(me, h) for h in hubs if h != me and h not in skip]
+    agg = {"range": lambda v: [min(v), max(v)], "mean": lambda v: [float(np.mean(v))], "one": lambda v: v[:1]}
+    exp = row.resolve(ctx)
+
+    def check(c: Ctx, runs: dict):
+        vals = agg[row.args["agg"]]([rsa(c, runs[a], runs[b]) for a, b in todo])
+        ok = all(abs(x - e) <= row.tol for x, e in zip(vals, exp if isinstance(exp, list) else [exp]))
+        gates = _gates(c, runs)
         note = "best-layer RDMs recomputed from the fp16 runs' saved vectors"
-        return ([r4(x) for x in g] if len(g) > 1 else r4(g[0])), ok and not gates, \
-            ("ran, disagrees: " if not ok else "") + "; ".join(gates + [note])
+        got = [r4(x) for x in vals] if len(vals) > 1 else r4(vals[0])
+        return got, ok and not gates, ("ran, disagrees: " if not ok else "") + "; ".join(gates + [note])
 
-    picked = [pick(ctx, h) for h in hubs]
-    have = all(p is not None for p in picked)
-    cmd = command or (CMD_PAPER if len(hubs) > 4 else CMD_SUBSET.format(models=_aliases(hubs)))
-    return Claim(cid + ".run", statement, source, RUN if have else NEEDS_RUN, expected, f"+-{RSA_TOL}",
-                 check if have else None, command=None if have else cmd, models=hubs,
-                 runs=tuple(rid(p) for p in picked) if have else (),
-                 why="fp16 RDMs from other hardware: Spearman over 210 pairs moves by ~0.01 when a few close pairs "
-                     "swap rank")
+    return [_needing(ctx, row, hubs, check)]
 
 
-def needs_run_claims(ctx: Ctx, covered: set[str]) -> list[Claim]:
-    """The paper's numbers that need its models run; checked from the runs once they exist."""
-    claims: list[Claim] = []
-    for row in ctx.a1:
-        if row["hub_id"] not in covered:
-            claims.append(Claim(f"A1.row{row['row']:02d}.run", f"{row['hub_id']}: best layer, best-layer %, anisotropy, "
-                                "RDM std", "Table A1", NEEDS_RUN,
-                                {k: row[k] for k in ("best_layer", "best_layer_pct", "anisotropy", "rdm_std")},
-                                "best layer exact (+-1 flagged); anisotropy +-0.01; RDM std +-0.005",
-                                command=CMD_EXTRACT.format(hub_id=row["hub_id"]), models=(row["hub_id"],)))
+@builder("size_run")
+def size_run(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    pred, outcome, exp = row.args["predictor"], row.args["outcome"], row.resolve(ctx)
 
-    def pairs(hubs):
-        return lambda: [(a, b) for i, a in enumerate(hubs) for b in hubs[i + 1:]]
+    def check(c: Ctx, runs: dict):
+        xs, ys = [], []
+        for r in c.a1:
+            run = runs[r["hub_id"]]
+            vals, _ = comprehension_values(run["dir"], run["meta"])
+            xs.append(r[pred])
+            ys.append(100 * vals["best_layer"] / run["meta"]["n_layers"] if outcome == "best_layer_pct" else vals[outcome])
+        res = _st.spearmanr(xs, ys)
+        return {"rho": r4(res.statistic), "p": float(f"{res.pvalue:.3g}")}, near(res.statistic, exp, row.tol), \
+            "descriptors recomputed from the twelve fp16 runs"
 
-    rng = lambda v: [min(v.values()), max(v.values())]  # noqa: E731
-    mean = lambda v: float(np.mean(list(v.values())))  # noqa: E731
-    one = lambda v: next(iter(v.values()))  # noqa: E731
-    allh = [r["hub_id"] for r in ctx.a1]
-    specs = [("S3.1.mature_instruct.range", "RSA range over the 10 mature instruct pairs", "Section 3.1",
-              pairs(MATURE_I), rng, MATURE_I),
-             ("S3.1.mature_instruct.mean", "RSA mean over the 10 mature instruct pairs", "Section 3.1",
-              pairs(MATURE_I), mean, MATURE_I)]
-    specs += [(f"S3.1.within_family.{fam}", f"{fam}: base vs instruct RSA", "Section 3.1; Section 3.3",
-               lambda a=a, b=b: [(a, b)], one, (a, b)) for fam, (a, b) in WITHIN_FAMILY.items()]
-    specs += [("S3.1.gemma_it_vs_mature.range", "Gemma-3 1B IT vs the 10 non-Gemma models", "Section 3.1",
-               lambda: [(GI, h) for h in allh if h not in (GI, GB)], rng, allh),
-              ("S3.1.gemma_pt_vs_all.range", "Gemma-3 1B PT vs the 11 other models", "Section 3.1; Section 4.1.1",
-               lambda: [(GB, h) for h in allh if h != GB], rng, allh),
-              ("S3.1.gemma_pt_vs_gemma_it", "Gemma-3 1B PT vs IT", "Section 3.1", lambda: [(GB, GI)], one, (GB, GI)),
-              ("S3.2.qwen_i_vs_llama32_i.spearman", "Qwen-I vs Llama 3.2-I RSA", "Section 3.2",
-               lambda: [(QI, L32I)], one, (QI, L32I)),
-              ("S3.4.llama32_i_vs_llama31_i", "Llama 3.2-I vs Llama 3.1-I RSA", "Section 3.4",
-               lambda: [(L32I, L31I)], one, (L32I, L31I)),
-              ("S3.4.llama32_b_vs_llama31_b", "Llama 3.2-B vs Llama 3.1-B RSA", "Section 3.4",
-               lambda: [(L32B, L31B)], one, (L32B, L31B))]
-    claims += [_rsa_claim(ctx, cid, st, src, ctx.num(cid), pf, agg, hubs) for cid, st, src, pf, agg, hubs in specs]
-    claims += _size_claims(ctx, allh)
-    claims.append(_equivalence_claim(ctx))
-    claims += _decomposition_claims(ctx)
-    return claims
+    return [_needing(ctx, row, [r["hub_id"] for r in ctx.a1], check, CMD_PAPER)]
 
 
-def _size_claims(ctx: Ctx, allh: list[str]) -> list[Claim]:
-    picked = [pick(ctx, h) for h in allh]
-    have = all(p is not None for p in picked)
-    out = []
-    for key, pred, outcome in SIZE_TESTS:
-        exp = ctx.num(f"S3.5.size_table.{key}")
-
-        def size_run(c: Ctx, pred=pred, outcome=outcome, exp=exp):
-            xs, ys = [], []
-            for r in c.a1:
-                run = pick(c, r["hub_id"])
-                vals, _ = comprehension_values(run["dir"], run["meta"])
-                xs.append(r[pred])
-                ys.append(100 * vals["best_layer"] / run["meta"]["n_layers"] if outcome == "best_layer_pct"
-                          else vals[outcome])
-            res = _st.spearmanr(xs, ys)
-            return {"rho": r4(res.statistic), "p": float(f"{res.pvalue:.3g}")}, \
-                near(res.statistic, exp["rho"], SIZE_RHO_RUN_TOL), "descriptors recomputed from the twelve fp16 runs"
-
-        out.append(Claim(f"S3.5.size_table.{key}.run", f"Spearman({pred}, {outcome}) over the twelve runs", "Section 3.5",
-                         RUN if have else NEEDS_RUN, exp["rho"], f"rho +-{SIZE_RHO_RUN_TOL}", size_run if have else None,
-                         command=None if have else CMD_PAPER, models=tuple(allh),
-                         runs=tuple(rid(p) for p in picked) if have else (),
-                         why="12 points with ties: one swapped rank moves rho by about 0.02-0.03"))
-    return out
-
-
-def _equivalence_claim(ctx: Ctx) -> Claim:
-    eq = ctx.runs_root / L32I.replace("/", "_") / "equivalence.json"
+@builder("equivalence_paper")
+def equivalence_paper(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    hub = row.args["hub"]
+    eq = ctx.runs_root / hub.replace("/", "_") / "equivalence.json"
     exp = {"layer": ctx.num("S2.4.cross_backend_layer"), "cos_mean": ctx.num("S4.2.cos_mean"),
            "cos_min": ctx.num("S4.2.cos_min"), "rdm_spearman": ctx.num("S4.2.rdm_spearman"),
            "rel_frobenius": ctx.num("S4.2.rel_frobenius")}
-    tol = "layer +-1 flagged; cos >= 0.9999, RDM rho >= 0.999, rel Frobenius <= 1e-3 (emogeo's bar)"
-    why = ("the paper prints its values (cos 0.999997-0.999999) but no threshold; a rerun on other hardware is not "
-           "bit-exact, so 'numerically equivalent' is judged by emogeo's bar, not by the printed digits")
-    statement = "TL vs HF on Llama-3.2-3B-Instruct at the best layer (11): numerically equivalent"
     if not eq.is_file():
-        return Claim("S4.2.equivalence.run", statement, "Section 4.2; Section 2.4", NEEDS_RUN, exp, tol,
-                     command=CMD_EQUIV, models=(L32I,), why=why)
+        return [row.claim(ctx, kind=NEEDS_RUN, expected=exp, command=CMD_EQUIV)]
 
-    def s42(c: Ctx):
+    def check(c: Ctx):
         d = _read_json(eq)
         b = d.get("best") or {}
-        got = {k: b.get(k) for k in exp}
-        bad, notes = [], []
-        _, problems = equivalence_values(eq.parent, d)
-        bad += problems
+        bad, notes = list(equivalence_values(eq.parent, d)[1]), []
         off = abs((b.get("layer") if b.get("layer") is not None else -99) - exp["layer"])
         if off > BEST_LAYER_FLAG:
             bad.append(f"layer off by {off}")
@@ -358,61 +310,44 @@ def _equivalence_claim(ctx: Ctx) -> Claim:
             bad.append("rel_frobenius")
         if d.get("dtype") != "fp16":
             bad.append(f"dtype {d.get('dtype')} (the paper ran fp16)")
-        return got, not bad, "; ".join(bad + notes)
+        return {k: b.get(k) for k in exp}, not bad, "; ".join(bad + notes)
 
-    return Claim("S4.2.equivalence.run", statement, "Section 4.2; Section 2.4", RUN, exp, tol, s42, models=(L32I,),
-                 runs=(f"{eq.parent.name}/{eq.name}",), why=why)
+    return [row.claim(ctx, kind=RUN, expected=exp, check=check, runs=(f"{eq.parent.name}/{eq.name}",))]
 
 
-# Section 4.3.4: how the conflated A-vs-D rho misreads the precision-only C-vs-D rho, per paper model.
-DIRECTION = {MI: "over-estimates", L31I: "under-estimates"}
 # Section 4.3.1: A and C at fp16, D at INT8; L2 holds "method and precision" fixed, so B is at C's fp16.
 DECOMP_PRECISION = {"A": "fp16", "B": "fp16", "C": "fp16", "D": "int8"}
 
 
-def _decomposition_claims(ctx: Ctx) -> list[Claim]:
-    from . import reference as ref
+@builder("decomposition_paper")
+def decomposition_paper(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    hub, direction = row.args["hub"], row.args["direction"]
+    vals = row.resolve(ctx)
+    exp = {**vals, "direction": direction}
+    path = ctx.runs_root / hub.replace("/", "_") / "decomposition.json"
+    if not path.is_file():
+        return [row.claim(ctx, kind=NEEDS_RUN, expected=exp, command=CMD_DECOMP)]
 
-    out = []
-    for hub, vals in ref.decomposition(ctx.ref_dir).items():
-        name = hub.split("/")[1]
-        path = ctx.runs_root / hub.replace("/", "_") / "decomposition.json"
-        tol = f"each rho +-{DECOMP_RHO_TOL}; L4-vs-L3 direction exact"
-        why = ("B-D are decoded text, regenerated on other kernels, and the authors' B was sampled without a seed: a "
-               "rerun's rho is a fresh estimate whose sampling error is ~0.06 (Fisher-z SE over 190 RDM pairs); "
-               "0.10 is 1.5 such errors. The direction carries Section 4.3.4's argument (gaps 0.19, 0.20)")
-        if not path.is_file():
-            out.append(Claim(f"S4.3.decomposition.{name}.run", f"{hub}: four-layer decomposition L1-L4 and the "
-                             f"L4-vs-L3 direction ({DIRECTION[hub]})", "Section 4.3", NEEDS_RUN,
-                             {**vals, "direction": DIRECTION[hub]}, tol, command=CMD_DECOMP, models=(hub,), why=why))
-            continue
+    def check(c: Ctx):
+        d = _read_json(path)
+        got, problems = decomposition_values(c.runs_root, d)
+        layers = d.get("layers") or {}
+        rho = {k: as_float((layers.get(k) or {}).get("rho")) for k in DECOMP_LAYERS}
+        bad = ["its L1-L4 disagree with the runs it names"] if problems else []
+        bad += [f"{k} {('not run' if rho[k] is None else f'{rho[k]:.3f}')} vs {vals[k]}" for k in DECOMP_LAYERS
+                if rho[k] is None or abs(rho[k] - vals[k]) > DECOMP_RHO_TOL]
+        seen = (d.get("reading") or {}).get("direction")
+        if rho["L3_C_vs_D"] is not None and rho["L4_A_vs_D"] is not None:
+            seen = "over-estimates" if rho["L4_A_vs_D"] > rho["L3_C_vs_D"] else "under-estimates"
+        if seen != direction:
+            bad.append(f"L4 vs L3 {seen}, the paper {direction}")
+        conds = d.get("conditions") or {}
+        bad += [f"condition {k} ran at {(conds.get(k) or {}).get('precision')}, the paper at {want}"
+                for k, want in DECOMP_PRECISION.items() if (conds.get(k) or {}).get("precision") != want]
+        if "paper" not in ((d.get("protocol") or {}).get("name") or ""):
+            bad.append(f"protocol {(d.get('protocol') or {}).get('name')}, not the paper's")
+        if w := equivalence_gate(c, hub):
+            bad.append(w)
+        return {**got, "direction": seen}, not bad, ("ran, disagrees: " + "; ".join(bad)) if bad else "reproduced"
 
-        def check(c: Ctx, hub=hub, vals=vals, path=path):
-            d = _read_json(path)
-            got, problems = decomposition_values(c.root, d)
-            layers = d.get("layers") or {}
-            rho = {k: as_float((layers.get(k) or {}).get("rho")) for k in DECOMP_LAYERS}
-            bad = ["its L1-L4 disagree with the runs it names"] if problems else []
-            bad += [f"{k} {('not run' if rho[k] is None else f'{rho[k]:.3f}')} vs {vals[k]}" for k in DECOMP_LAYERS
-                    if rho[k] is None or abs(rho[k] - vals[k]) > DECOMP_RHO_TOL]
-            direction = (d.get("reading") or {}).get("direction")
-            if rho["L3_C_vs_D"] is not None and rho["L4_A_vs_D"] is not None:
-                direction = "over-estimates" if rho["L4_A_vs_D"] > rho["L3_C_vs_D"] else "under-estimates"
-            if direction != DIRECTION[hub]:
-                bad.append(f"L4 vs L3 {direction}, the paper {DIRECTION[hub]}")
-            conds = d.get("conditions") or {}
-            for cond, want in DECOMP_PRECISION.items():
-                have = (conds.get(cond) or {}).get("precision")
-                if have != want:
-                    bad.append(f"condition {cond} ran at {have}, the paper at {want}")
-            if "paper" not in ((d.get("protocol") or {}).get("name") or ""):
-                bad.append(f"protocol {(d.get('protocol') or {}).get('name')}, not the paper's")
-            if w := equivalence_gate(c, hub):
-                bad.append(w)
-            return {**got, "direction": direction}, not bad, ("ran, disagrees: " + "; ".join(bad)) if bad else "reproduced"
-
-        out.append(Claim(f"S4.3.decomposition.{name}.run", f"{hub}: four-layer decomposition L1-L4 and the L4-vs-L3 "
-                         f"direction ({DIRECTION[hub]}) from the runs", "Section 4.3", RUN,
-                         {**vals, "direction": DIRECTION[hub]}, tol, check, models=(hub,),
-                         runs=(f"{path.parent.name}/{path.name}",), why=why))
-    return out
+    return [row.claim(ctx, kind=RUN, expected=exp, check=check, runs=(f"{path.parent.name}/{path.name}",))]

@@ -15,8 +15,9 @@ from __future__ import annotations
 from repro.protocol import run_protocols
 
 from . import reference as ref
-from .verify_model import DERIVED, NEEDS_RUN, RUN, Claim, Ctx
+from .verify_model import NEEDS_RUN, Claim, ClaimRow, Ctx
 from .verify_model import rid as _rid
+from .verify_runs import builder
 
 NOT_AVAILABLE = "not_available_hf_backend"
 CMD_STEER = "invoke steer --model {hub_id} --precision fp16"
@@ -65,34 +66,44 @@ def _steering_runs(ctx: Ctx) -> list[dict]:
     return [r for r in ctx.runs if r["meta"].get("kind") == "steering" and "_error" not in r["meta"]]
 
 
-def steering_claims(ctx: Ctx) -> list[Claim]:
-    claims: list[Claim] = []
-    for hub, m in released_regimes(ctx).items():
-        slug = hub.replace("/", "_")
+def _slug(hub: str) -> str:
+    return hub.replace("/", "_")
 
-        def release_check(c: Ctx, m=m):
+
+@builder("steering_release")
+def steering_release(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    out = []
+    for hub, m in released_regimes(ctx).items():
+        def check(c: Ctx, m=m):
             v = _rule_on_released(m)
             got = {"regime": v["regime"], "fraction_repetitive": round(v["fraction_repetitive"], 3),
                    "fraction_short": round(v["fraction_short"], 3), "n_samples": v["n_steered"]}
             return got, v["regime"] == m["steering_regime"], ""
 
-        claims.append(Claim(f"S2.5.steering_regime.release.{slug}", f"{hub}: the released regime "
-                            f"'{m['steering_regime']}' follows from its released steering samples under the "
-                            "paper's rule", "released metadata.json (steering_regime, steering_samples)", DERIVED,
-                            m["steering_regime"], "exact (same rule: repro.steering.classify, authors' measures)",
-                            release_check, models=(hub,)))
+        out.append(row.claim(ctx, {"slug": _slug(hub), "hub": hub}, expected=m["steering_regime"], check=check,
+                             models=(hub,)))
+    return out
+
+
+@builder("steering_paper_vs_release")
+def steering_paper_vs_release(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    out = []
     for hub, (regime, nid) in paper_regimes(ctx).items():
         if ref.released_metadata(hub, ctx.ref_dir) is None:
             continue
 
-        def paper_vs_release(c: Ctx, hub=hub, regime=regime):
+        def check(c: Ctx, hub=hub, regime=regime):
             got = ref.released_metadata(hub, c.ref_dir).get("steering_regime")
             return got, got == regime, ""
 
-        claims.append(Claim(f"{nid}.release", f"{hub}: the regime the paper prints ({regime}) = the released one",
-                            "Section 3.3 vs released metadata.json", DERIVED, regime, "exact", paper_vs_release,
-                            models=(hub,)))
-    # runs: a paper-protocol steering run of a model whose regime the paper stands for
+        out.append(row.claim(ctx, {"number": nid, "hub": hub}, expected=regime, check=check, models=(hub,)))
+    return out
+
+
+@builder("steering_run")
+def steering_run(ctx: Ctx, row: ClaimRow) -> list[Claim]:
+    """A paper-protocol steering run of a model whose regime the paper stands for; without one, NOT RUN."""
+    out = []
     hubs = set(paper_regimes(ctx)) | set(released_regimes(ctx))
     covered = set()
     for run in _steering_runs(ctx):
@@ -103,17 +114,14 @@ def steering_claims(ctx: Ctx) -> list[Claim]:
         covered.add(hub)
         regime, where = expected_regime(ctx, hub)
 
-        def run_check(c: Ctx, run=run, regime=regime, where=where):
+        def check(c: Ctx, run=run, regime=regime, where=where):
             m = run["meta"]
             return m.get("regime"), m.get("regime") == regime, f"expected from the {where}; backend {m.get('backend')}"
 
-        claims.append(Claim(f"S2.5.steering_regime.run.{_rid(run)}", f"{hub}: the steering run under --protocol "
-                            f"paper reaches the paper's regime ({regime})", "Section 2.5 item 4; Section 3.3", RUN,
-                            regime, "exact", run_check, models=(hub,), runs=(_rid(run),)))
+        out.append(row.claim(ctx, {"run": _rid(run), "hub": hub}, expected=regime, check=check, models=(hub,),
+                             runs=(_rid(run),)))
     for hub in sorted(hubs - covered):
         regime, where = expected_regime(ctx, hub)
-        claims.append(Claim(f"S2.5.steering_regime.run.{hub.replace('/', '_')}", f"{hub}: a steering run under "
-                            f"--protocol paper reaches the paper's regime ({regime}, {where})",
-                            "Section 2.5 item 4; Section 3.3", NEEDS_RUN, regime, "exact",
-                            command=CMD_STEER.format(hub_id=hub), models=(hub,)))
-    return claims
+        out.append(row.claim(ctx, {"run": _slug(hub), "hub": hub}, kind=NEEDS_RUN, expected=regime, models=(hub,),
+                             command=CMD_STEER.format(hub_id=hub)))
+    return out

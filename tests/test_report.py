@@ -1,6 +1,7 @@
 """The report: index.md + self-contained index.html from the paper's reference numbers and from runs."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -43,8 +44,25 @@ def test_report_from_runs_lists_runs_and_includes_verify(tmp_path):
     page = index.with_name("index.html").read_text()
     assert "Mode: runs." in md and "Qwen_Qwen2.5-1.5B/comprehension-fp32-hf" in md
     assert "PASS-MARKER" in md and "PASS-MARKER" in page
-    assert "reproduced from runs" in md  # the Qwen-I / Llama-3.2-I pair (Section 3.2) is present
+    # the fake runs are fp32, not the paper's fp16: no headline claim is reproduced by them
+    claims = json.loads((root / "analysis" / "results.json").read_text())["claims"]
+    assert {c["status"] for c in claims} == {"waiting for a GPU run"} and "reproduced (verify PASS)" not in md
     assert (root / "analysis" / "results.json").exists()
+
+
+def test_headline_claims_are_judged_by_their_values(tmp_path):
+    """Section 3.2's pair run at fp16 on random vectors: the runs exist, but the claim is 'ran, disagrees',
+    never 'reproduced'."""
+    import synthetic_runs
+
+    from analysis.tables import _claims
+    from analysis.runs import collect
+
+    synthetic_runs.comprehension(tmp_path, "Qwen/Qwen2.5-1.5B-Instruct", best=15, aniso=0.848, std=0.130, seed=1)
+    synthetic_runs.comprehension(tmp_path, "meta-llama/Llama-3.2-3B-Instruct", seed=2)
+    rows = {c["section"]: c for c in _claims(collect(tmp_path / "artifacts"), {})}
+    assert rows["3.2"]["status"] == "ran, disagrees (verify FAIL)" and rows["3.2"]["missing"] == []
+    assert rows["3.1"]["status"] == "waiting for a GPU run" and "Mistral-7B-v0.3-I" in rows["3.1"]["missing"]
 
 
 @pytest.mark.parametrize("mode", [True])
