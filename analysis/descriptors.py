@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_array", "upper", "cosine_matrix", "rdm", "mean_pairwise_cosine", "anisotropy", "rdm_std",
-           "centre", "layer_pct"]
+__all__ = ["as_array", "finite_float", "upper", "cosine_matrix", "rdm", "mean_pairwise_cosine", "anisotropy",
+           "rdm_std", "centre", "layer_pct"]
 
 
 def as_array(x) -> np.ndarray:
@@ -28,6 +28,16 @@ def as_array(x) -> np.ndarray:
             x = x.float()
         x = x.numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def finite_float(x) -> float | None:
+    """``float(x)`` when ``x`` is a finite number, else None (None, text, NaN, inf): how JSON artifacts' optional
+    numbers are read."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
 
 
 def upper(matrix, k: int = 1) -> np.ndarray:

@@ -56,9 +56,10 @@ def _differs(name: str, got, stored, problems: list[str], atol: float = VALUE_AT
         problems.append(f"{name}: stored {np.ravel(s)[i]:.6g}, tensors give {np.ravel(g)[i]:.6g}")
 
 
-def comprehension_values(run_dir: Path, meta: dict) -> tuple[dict, list[str]]:
-    """Recompute a comprehension run's numbers from its tensors; (recomputed summary, problems)."""
-    t = load_tensors(run_dir)
+def comprehension_values(run_dir: Path, meta: dict, tensors: dict | None = None) -> tuple[dict, list[str]]:
+    """Recompute a comprehension run's numbers from its tensors (``tensors``: already loaded by the caller);
+    (recomputed summary, problems)."""
+    t = tensors if tensors is not None else load_tensors(run_dir)
     means, vectors, neutral = t["emotion_means"], t["vectors"], t["neutral_acts"]
     problems: list[str] = []
     scale = float(np.nanmax(np.abs(means))) or 1.0

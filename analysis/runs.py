@@ -8,7 +8,6 @@ loads a model; tensors are read lazily and only when an analysis needs them.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +21,7 @@ from repro.protocol import is_run_of, run_protocol_label, run_protocols
 from repro.stimuli.sets import DEFAULT_SET, run_stimuli_set
 
 from .descriptors import as_array, rdm_std
+from .descriptors import finite_float as _f
 from .isotropy import DEFAULT_D, is_flagged
 from .rsa import RDM, ModelInfo
 
@@ -79,14 +79,6 @@ def _read_json(path: Path):
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _f(x) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def stimuli_label(meta: dict) -> str:

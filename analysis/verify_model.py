@@ -7,7 +7,6 @@ and the engine (``verify``) can all import it without importing each other.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +16,7 @@ import numpy as np
 from repro.stimuli.sets import DEFAULT_SET
 
 from . import reference as ref
+from .descriptors import finite_float as as_float
 
 SCHEMA = "emogeo.verify/1"
 
@@ -128,14 +128,6 @@ def rid(run: dict) -> str:
 
 # ---- number comparisons -----------------------------------------------------------------------------
 
-def as_float(x) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def near(got, exp, tol) -> bool:
     g = as_float(got)
     return g is not None and abs(g - exp) <= tol
@@ -154,9 +146,6 @@ def at_printed(got, printed: str) -> bool:
     return near(got, float(printed.strip().lstrip("~")), half_unit(printed))
 
 
-def r4(x, nd=4):
-    return None if x is None else round(float(x), nd)
-
 
 # ---- the paper's models, by role --------------------------------------------------------------------
 QI, QB = "Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B"
@@ -172,6 +161,18 @@ GEMMA_PT_VS = {"llama3.2_base": L32B, "llama3.1_base": L31B, "qwen_base": QB, "s
                "mistral_base": MB, "gemma_it": GI}
 SIZE_TESTS = (("dmodel_anisotropy", "d_model", "anisotropy"), ("size_anisotropy", "size_b", "anisotropy"),
               ("size_rdm_std", "size_b", "rdm_std"), ("size_best_layer_pct", "size_b", "best_layer_pct"))
+
+
+def registry() -> tuple[dict, Callable]:
+    """A name -> function table and the decorator that fills it (the claims file names checks and builders)."""
+    table: dict = {}
+
+    def named(name: str):
+        def register(fn):
+            table[name] = fn
+            return fn
+        return register
+    return table, named
 
 
 # ---- the claims file ------------------------------------------------------------------------------------

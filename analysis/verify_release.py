@@ -15,17 +15,11 @@ import numpy as np
 from scipy import stats as _st
 
 from . import reference as ref
+from .run_values import r4
 from .verify_model import (GB, GI, L31I, L32I, M01, MATURE_I, MB, MI, QI, SIZE_TESTS, WITHIN_FAMILY, Ctx, as_float,
-                           at_printed, half_unit, near, r4)
+                           at_printed, half_unit, near, registry)
 
-CHECKS: dict = {}
-
-
-def check(name: str):
-    def register(fn):
-        CHECKS[name] = fn
-        return fn
-    return register
+CHECKS, check = registry()  # check name in analysis/claims.csv -> function
 
 
 def size_correlations_from_table_a1(rows: list[dict] | None = None, ref_dir=None) -> list[dict]:

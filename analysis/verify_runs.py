@@ -23,8 +23,8 @@ from repro.stimuli.sets import run_stimuli_set
 
 from .descriptors import cosine_matrix, upper
 from .run_values import (DECOMP_LAYERS, comprehension_values, decomposition_values, equivalence_values,
-                         generation_values, load_tensors)
-from .verify_model import NEEDS_RUN, RUN, Claim, ClaimRow, Ctx, as_float, near, r4, rid
+                         generation_values, load_tensors, r4)
+from .verify_model import NEEDS_RUN, RUN, Claim, ClaimRow, Ctx, as_float, near, registry, rid
 
 # Compound tolerances (their claims in analysis/claims.csv say why; single numbers come from the file).
 BEST_LAYER_FLAG = 1  # Table A1 rows: best layer exact, one layer off passes flagged
@@ -87,12 +87,23 @@ def equivalence_gate(ctx: Ctx, hub: str) -> str | None:
     return None
 
 
+def checked(ctx: Ctx, run: dict) -> tuple[dict, list[str]]:
+    """``comprehension_values`` of a comprehension run, computed once per verify (its values claim, its Table A1
+    row and the size claims all read it); its tensors are read once, and its best-layer RDM is kept for RSA."""
+    def compute():
+        t = load_tensors(run["dir"])
+        ctx._cache["rdm:" + rid(run)] = cosine_matrix(t["vectors"][run["meta"]["best_layer"]])
+        return comprehension_values(run["dir"], run["meta"], tensors=t)
+
+    return ctx._get("values:" + rid(run), compute)
+
+
 def rsa(ctx: Ctx, run_a: dict, run_b: dict) -> float:
     """Spearman of the upper triangles of two runs' best-layer RDMs recomputed from their saved vectors,
     aligned on emotion names."""
     def rdm(run):
-        key = "rdm:" + rid(run)
-        return ctx._get(key, lambda: cosine_matrix(load_tensors(run["dir"])["vectors"][run["meta"]["best_layer"]]))
+        checked(ctx, run)
+        return ctx._cache["rdm:" + rid(run)]
 
     ea, eb = list(run_a["meta"]["emotions"]), list(run_b["meta"]["emotions"])
     shared = [e for e in ea if e in eb]
@@ -107,14 +118,7 @@ def rsa(ctx: Ctx, run_a: dict, run_b: dict) -> float:
 # A builder turns a row into claims: one per run, slug or model for template rows ({run}, {slug}, {row}),
 # else one claim that is RUN when its runs exist and NEEDS_RUN (naming the command) until then.
 
-BUILDERS: dict = {}
-
-
-def builder(name: str):
-    def register(fn):
-        BUILDERS[name] = fn
-        return fn
-    return register
+BUILDERS, builder = registry()  # check name in analysis/claims.csv -> builder
 
 
 def _problems_check(fn):
@@ -142,7 +146,7 @@ def run_values(ctx: Ctx, row: ClaimRow) -> list[Claim]:
                 return "unreadable", [f"metadata.json: {e}"]
         elif meta.get("kind") == "comprehension":
             def fn(run=run):
-                return comprehension_values(run["dir"], run["meta"])
+                return checked(ctx, run)
         elif meta.get("kind") == "generation":
             def fn(run=run):
                 return generation_values(run["dir"], run["meta"])
@@ -181,7 +185,7 @@ def _vs_a1(ctx: Ctx, run: dict, row: dict):
     got = {"best_layer": m.get("best_layer"), "best_layer_pct": m.get("best_layer_pct"),
            "anisotropy": r4(best.get("anisotropy")), "rdm_std": r4(best.get("rdm_std")), "backend": m.get("backend")}
     bad, notes = [], []
-    if comprehension_values(run["dir"], m)[1]:
+    if checked(ctx, run)[1]:
         bad.append("its numbers disagree with its saved tensors (run.<run>.values)")
     if m.get("backend") != row["backend"].lower():
         bad.append(f"ran on {m.get('backend')}, Table A1 row {row['row']} ran on {row['backend']}")
@@ -275,7 +279,7 @@ def size_run(ctx: Ctx, row: ClaimRow) -> list[Claim]:
         xs, ys = [], []
         for r in c.a1:
             run = runs[r["hub_id"]]
-            vals, _ = comprehension_values(run["dir"], run["meta"])
+            vals, _ = checked(c, run)
             xs.append(r[pred])
             ys.append(100 * vals["best_layer"] / run["meta"]["n_layers"] if outcome == "best_layer_pct" else vals[outcome])
         res = _st.spearmanr(xs, ys)
