@@ -363,8 +363,12 @@ def paper_stack_check(c, k=None, venv=None):
 
 # ---- the main job --------------------------------------------------------------------------------
 # @@REPRODUCE-TASK@@
-@task(help={"models": "embedded (default: SmolLM2-135M, offline), embedded-all, paper (the twelve, GPU + hub), "
+@task(help={"models": "embedded (default: the three-family study, offline: SmolLM2-135M-Instruct, Gemma-3-270M, "
+                      "Qwen2.5-Coder-0.5B-Instruct), embedded-one (SmolLM2 only), paper (the twelve, GPU + hub), "
                       "or a comma-separated list of aliases/hub ids/dirs",
+            "generation_models": "which models also run generation, ablation and steering: auto (default: the "
+                                 "paper's Mistral/Llama-3.1 pair if present, else the default SmolLM2), all, none, "
+                                 "or aliases",
             "dtype": "comprehension dtype: fp32 (CPU default) or fp16 (the paper's, on GPU)",
             "max_new_tokens": "generation token budget (default: the preset's 256)",
             "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages",
@@ -372,7 +376,7 @@ def paper_stack_check(c, k=None, venv=None):
                               "edits or deletions); without it such a change stops the run, exit 2",
             **_PROTOCOL_HELP})
 def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
-              quirk=None, accept_changes=False):
+              quirk=None, accept_changes=False, generation_models="auto"):
     """Run every stage of the study on the chosen models, then write the report."""
     from repro.loading import default_device
     from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
@@ -387,7 +391,8 @@ def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set
     opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
                            max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
                            generations_per_template=budget.get("generations_per_template"), force=force,
-                           stimuli_set=stimuli_set, accept_changes=accept_changes)
+                           stimuli_set=stimuli_set, accept_changes=accept_changes,
+                           generation_models=generation_models)
     from analysis.checksums import ManifestMismatch
 
     with _user_errors():

@@ -72,6 +72,12 @@ def _source_note(fig, text: str) -> None:
 
 def fig1_rdm_of_rdms(res: dict):
     rr = res.get("rdm_of_rdms")
+    heading = None
+    if not rr:
+        # Fewer than two runs: the paper's central figure from the authors' released matrix, labelled as theirs.
+        rr = (res.get("released") or {}).get("rdm_of_rdms")
+        heading = ("the authors' released matrix, NOT this run's models ("
+                   + (res.get("rdm_of_rdms_reason") or "fewer than two runs") + ")")
     if not rr:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.set_title("Fig. 1  RDM-of-RDMs")
@@ -110,7 +116,8 @@ def fig1_rdm_of_rdms(res: dict):
     cb.set_label("Spearman rho between RDM upper triangles")
     sub = ("red, hatched: anisotropy > 0.95, comparison unreliable" if any(flags)
            else "no model above the 0.95 anisotropy flag")
-    ax.set_title(f"Fig. 1  RDM-of-RDMs ({n} models)\n{sub}")
+    ax.set_title(f"Fig. 1  RDM-of-RDMs ({n} models)\n" + (f"{heading}\n" if heading else "") + sub,
+                 color="#8c2d04" if heading else "black")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     if any(flags):
         handles = [Patch(facecolor="white", edgecolor=FLAG_COLOR, hatch="///", label="anisotropy > 0.95 (flagged)")]
@@ -281,6 +288,16 @@ def fig4_sweeps(res: dict):
         fig.suptitle("Fig. 4  Layer sweeps and anisotropy by depth")
         return fig
     cmap = plt.get_cmap("tab20" if len(sweeps) > 10 else "tab10")
+    released = (res.get("released") or {}).get("sweeps") or [] if res["mode"] == "runs" else []
+    for k, s in enumerate(released):  # the authors' released sweeps, grey, under the runs
+        n = s["n_layers"]
+        x = [100.0 * i / n for i in range(n)]
+        lab = f"released ({len(released)} models)" if k == 0 else None
+        axes[0].plot(x, [np.nan if v is None else v for v in s["layer_sweep"]], color="0.72", lw=0.9, label=lab,
+                     zorder=1)
+        an = s["anisotropy"]
+        pts = [i for i, v in enumerate(an) if v is not None]
+        axes[1].scatter([x[i] for i in pts], [an[i] for i in pts], color="0.72", s=12, label=lab, zorder=1)
     for k, s in enumerate(sweeps):
         n = s["n_layers"]
         color = cmap(k % cmap.N)
@@ -299,8 +316,8 @@ def fig4_sweeps(res: dict):
         else:
             axes[1].plot(x[:len(an)], an, ls=ls, color=color, lw=1.3, label=s["label"])
     # the first layers often sit far above the rest (the paper's sweeps too): scale the axis to layers >= 10% depth
-    allv = np.array([v for s in sweeps for v in s["layer_sweep"] if v is not None], dtype=float)
-    late = np.array([v for s in sweeps for i, v in enumerate(s["layer_sweep"])
+    allv = np.array([v for s in sweeps + released for v in s["layer_sweep"] if v is not None], dtype=float)
+    late = np.array([v for s in sweeps + released for i, v in enumerate(s["layer_sweep"])
                      if v is not None and 100.0 * i / s["n_layers"] >= 10.0], dtype=float)
     allv, late = allv[np.isfinite(allv)], late[np.isfinite(late)]
     floor = -1.0 / 20.0  # 21 centred vectors of equal norm have mean pairwise cosine exactly -1/20
@@ -313,7 +330,8 @@ def fig4_sweeps(res: dict):
             axes[0].text(0.01, 0.98, "values of the first layers above the axis are clipped",
                          transform=axes[0].transAxes, fontsize=7, va="top", color="0.35")
     fl = axes[0].axhline(floor, color="0.4", ls=":", lw=1, label="-1/20: 21 centred vectors of equal norm")
-    axes[0].legend(handles=[fl], loc="lower left", fontsize=7)
+    extra = [h for h, lab in zip(*axes[0].get_legend_handles_labels()) if lab.startswith("released")]
+    axes[0].legend(handles=[fl] + extra, loc="lower left", fontsize=7)
     axes[0].set_xlabel("layer (% of depth)")
     axes[0].set_ylabel("mean pairwise cosine of the 21 centred emotion vectors")
     axes[0].set_title("Layer sweep (dot = best layer = the minimum)")
@@ -327,7 +345,8 @@ def fig4_sweeps(res: dict):
         ax.grid(alpha=0.3)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     src = sorted({s["source"] if res["mode"] == "reference" else "runs" for s in sweeps})
-    note = "; ".join(src)
+    note = "; ".join(src) + ("; grey: the authors' released sweeps (metadata.json; their anisotropy exists only at 25/50/75% and the best layer)"
+                             if released else "")
     if any("anisotropy_note" in s for s in sweeps):
         note += " - released anisotropy exists only at the 25/50/75% and best layers (dotted)"
     note += "; dashed lines: flagged models (anisotropy > 0.95); NaN layers (e.g. gemma-3-1b-pt fp16) left out"
@@ -344,12 +363,18 @@ def fig5_anisotropy(res: dict):
     iso = res.get("isotropy") or {}
     pairs = iso.get("pairs") or []
     title = "Fig. 5  RDM correlation vs anisotropy: raw, linearly normalised, isotropised"
+    background = (res.get("released") or {}).get("pairs") or [] if res["mode"] == "runs" else []
+    if pairs and background:  # the authors' 66 released pairs (raw) behind this run's pairs
+        ax.scatter([np.nan if p["max_anisotropy"] is None else p["max_anisotropy"] for p in background],
+                   [p["rho"] for p in background], s=14, color="0.75", zorder=1,
+                   label=f"released 12x12, raw ({len(background)} pairs)")
     if pairs:
         x = np.array([p["max_anisotropy"] if p["max_anisotropy"] is not None else np.nan for p in pairs])
         raw = np.array([p["raw"] for p in pairs], dtype=float)
         nrm = np.array([np.nan if p["normalised"] is None else p["normalised"] for p in pairs], dtype=float)
         iso_v = np.array([np.nan if p["isotropised"] is None else p["isotropised"] for p in pairs], dtype=float)
-        ax.scatter(x, raw, s=70, facecolor="none", edgecolor="#1f77b4", lw=1.5, label="raw cosine RDMs", zorder=3)
+        ax.scatter(x, raw, s=70, facecolor="none", edgecolor="#1f77b4", lw=1.5, zorder=3,
+                   label="this run's pairs: raw cosine RDMs" if background else "raw cosine RDMs")
         ax.scatter(x, nrm, s=28, marker="x", color="#ff7f0e", label="linearly normalised (identical)", zorder=4)
         if np.isfinite(iso_v).any():
             ax.scatter(x, iso_v, s=40, marker="^", color="#2ca02c",

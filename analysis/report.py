@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 from .figures import FIGURES, write_figures
+from .findings import what_this_run_shows
 from .runs import AnalysisConfig, artifacts_root, short_name
 from .results import compute, write_results
 from .tables import _write_text, build_tables, write_tables
@@ -122,7 +123,8 @@ def build_report(from_reference: bool = False, root=None, config: AnalysisConfig
     out.mkdir(parents=True, exist_ok=True)
 
     title = "emogeo - Shared Emotion Geometry reproduction report"
-    md = [f"# {title}", ""] + _overview(res) + [""] + _settings(res) + [""]
+    shows = what_this_run_shows(res)
+    md = [f"# {title}", ""] + _overview(res) + [""] + _settings(res) + [""] + shows
     by_name = {t.name: t for t in tables}
     md += ["## Which claims are reproduced, which wait for a GPU run", "", by_name["claims"].to_markdown(), ""]
     md += ["## Tables", ""]
@@ -138,6 +140,7 @@ def build_report(from_reference: bool = False, root=None, config: AnalysisConfig
 
     e = html.escape
     body = [f"<h1>{e(title)}</h1>", _md_to_html("\n".join(_overview(res))), _md_to_html("\n".join(_settings(res))),
+            _md_to_html("\n".join(shows)),
             "<h2>Which claims are reproduced, which wait for a GPU run</h2>", by_name["claims"].to_html(),
             "<h2>Tables</h2>"]
     body += [t.to_html() for t in tables if t.name != "claims"]

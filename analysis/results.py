@@ -159,24 +159,10 @@ def _compute_reference(res: dict, ref, a1: list[dict] | None, cfg: AnalysisConfi
     res["skipped"] = []
     res["table_a1"] = res["paper_table_a1"]
     res["table_a1_reason"] = None if a1 else "reference Table A1 unavailable"
-    a1_by_hub = {r["hub_id"]: r for r in (a1 or [])}
-    released = _try(lambda: ref.released_rdm_of_rdms(), None) if ref else None
+    released = _released_matrix(ref, a1)
     if released is not None:
-        labels, mat = released
-        info, notes = [], []
-        for lab in labels:
-            hub = _released_label_to_hub(lab)
-            row = a1_by_hub.get(hub)
-            meta = _try(lambda h=hub: ref.released_metadata(h), None)
-            aniso = row["anisotropy"] if row else _best_anisotropy(meta)
-            if row is None:
-                notes.append(f"released label {lab!r} holds {hub}, which is not a Table A1 model "
-                             f"(Appendix A.4); its anisotropy {aniso} is taken from its released metadata")
-            info.append(ModelInfo(short_name(hub), (row or {}).get("family") or _family_guess(hub),
-                                  (row or {}).get("variant") or ("I" if "Instruct" in hub or hub.endswith("-it")
-                                                                 else "B"),
-                                  (row or {}).get("size_b"), aniso, hub))
-        res["rdm_of_rdms"] = _rr_dict(info, mat, "released n12 task1 (Spearman, raw cosine RDMs)", notes)
+        info, mat, notes = released
+        res["rdm_of_rdms"] = _rr_dict(info, mat, RELEASED_SOURCE, notes)
         res["pairs"] = _pairs_from_matrix(info, mat)
         res["summary"] = mature_block(info, mat)
         res["within_family"] = within_family_pairs(info, mat)
@@ -198,11 +184,43 @@ def _compute_reference(res: dict, ref, a1: list[dict] | None, cfg: AnalysisConfi
     res["ablation"], res["steering"], res["equivalence"] = {}, {}, {}
     res["paper_equivalence"] = _paper_equivalence(res["paper"])
     res["rdms"] = []
-    res["sweeps"] = []
+    res["sweeps"] = _released_sweeps(ref, a1)
+
+
+RELEASED_SOURCE = "released n12 task1 (Spearman, raw cosine RDMs)"
+
+
+def _released_matrix(ref, a1: list[dict] | None):
+    """(model infos, matrix, notes) of the authors' released 12x12 RDM-of-RDMs, or None when unavailable."""
+    released = _try(lambda: ref.released_rdm_of_rdms(), None) if ref else None
+    if released is None:
+        return None
+    a1_by_hub = {r["hub_id"]: r for r in (a1 or [])}
+    labels, mat = released
+    info, notes = [], []
+    for lab in labels:
+        hub = _released_label_to_hub(lab)
+        row = a1_by_hub.get(hub)
+        meta = _try(lambda h=hub: ref.released_metadata(h), None)
+        aniso = row["anisotropy"] if row else _best_anisotropy(meta)
+        if row is None:
+            notes.append(f"released label {lab!r} holds {hub}, which is not a Table A1 model "
+                         f"(Appendix A.4); its anisotropy {aniso} is taken from its released metadata")
+        info.append(ModelInfo(short_name(hub), (row or {}).get("family") or _family_guess(hub),
+                              (row or {}).get("variant") or ("I" if "Instruct" in hub or hub.endswith("-it")
+                                                             else "B"),
+                              (row or {}).get("size_b"), aniso, hub))
+    return info, mat, notes
+
+
+def _released_sweeps(ref, a1: list[dict] | None) -> list[dict]:
+    """Figure 4's layer sweeps from the authors' released metadata (the models that have one)."""
+    out = []
     for r in a1 or []:
-        meta = _try(lambda h=r["hub_id"]: ref.released_metadata(h), None)
+        meta = _try(lambda h=r["hub_id"]: ref.released_metadata(h), None) if ref else None
         if meta:
-            res["sweeps"].append(_released_sweep(r, meta))
+            out.append(_released_sweep(r, meta))
+    return out
 
 
 def _best_anisotropy(meta: dict | None) -> float | None:
@@ -356,6 +374,15 @@ def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
 
     # Isotropy: raw vs linearly normalised vs All-but-the-Top.
     res["isotropy"] = _isotropy(prim, labels, rdms, cfg)
+
+    # The authors' released values, drawn beside the runs (Figures 1, 4 and 5) and never mixed into their numbers.
+    a1 = _try(lambda: ref.table_a1(), None) if ref else None
+    released = _released_matrix(ref, a1)
+    res["released"] = {
+        "rdm_of_rdms": _rr_dict(*released[:2], RELEASED_SOURCE, released[2]) if released else None,
+        "pairs": _pairs_from_matrix(*released[:2]) if released else [],
+        "sweeps": _released_sweeps(ref, a1),
+    }
 
     # Sweeps for Figure 4.
     res["sweeps"] = [{"label": lab, "model": r.hub_id, "n_layers": r.n_layers, "best_layer": r.best_layer,

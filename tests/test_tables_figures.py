@@ -394,3 +394,39 @@ def test_decomposition_reads_the_loose_run_of_the_asked_protocol(tmp_path):
     assert rows["paper"]["layers"]["L2_B_vs_C"] != rows["corrected"]["layers"]["L2_B_vs_C"]
     assert rows["paper"]["layers"]["L3_C_vs_D"] == rows["loose_no_top_k_unseeded=off"]["layers"]["L3_C_vs_D"]
     assert rows["decomposition_post_centring=off"]["centring"] == "stored"
+
+
+def test_what_this_run_shows_states_findings_with_numbers(fake):
+    """The report's findings section reads the runs' own numbers and says which findings they show."""
+    from analysis.findings import what_this_run_shows
+
+    _, res = fake
+    text = "\n".join(what_this_run_shows(res))
+    pairs = {(p["a"], p["b"]): p for p in res["pairs"]}
+    # Qwen vs Llama-3.2 is a cross-family pair: its rho appears, rounded as printed.
+    q = pairs[("Qwen2.5-1.5B-I", "Llama-3.2-3B-I")]
+    assert f"Qwen2.5-1.5B-I vs Llama-3.2-3B-I rho {q['rho']:.3f}" in text
+    # The fake Gemma-3-1B-pt run is above 0.95: the flag is exercised and names it.
+    assert "Anisotropy flag (Section 4.1): exercised" in text and "gemma-3-1b-pt" in text.lower()
+    assert "claim nothing" in text or "claims nothing" in text
+    # Within-family pairs are not evidence of cross-family sharing.
+    assert "Qwen2.5-1.5B vs Qwen2.5-1.5B-I" not in text
+    # One model: nothing shown, and said so.
+    one = dict(res, pairs=[], rdms=res["rdms"][:1])
+    assert "Shared geometry across families (Section 3.1): not shown" in "\n".join(what_this_run_shows(one))
+    assert what_this_run_shows(dict(res, mode="reference")) == []
+
+
+def test_fig1_with_one_run_shows_the_released_matrix_labelled(tmp_path):
+    """Fewer than two runs: Figure 1 is the authors' released 12x12, titled as theirs, never an empty box."""
+    from analysis.figures import fig1_rdm_of_rdms
+    from analysis.results import compute
+
+    res = compute(False, root=tmp_path, config=FAST)  # no runs
+    assert res["rdm_of_rdms"] is None  # nothing of theirs is passed off as a run's number
+    released = res["released"]["rdm_of_rdms"]
+    assert len(released["labels"]) == 12 and len(res["released"]["pairs"]) == 66
+    fig = fig1_rdm_of_rdms(res)
+    title = fig.axes[0].get_title()
+    assert "released matrix, NOT this run's models" in title and "12 models" in title
+    assert len(fig.axes[0].get_yticklabels()) == 12
