@@ -38,6 +38,24 @@ _PROTOCOL_HELP = {"protocol": "paper (default: the procedure behind the publishe
                   "quirk": "flip single departures on top: ID=on|off[,ID=on|off] (ids in docs/PROTOCOLS.md)"}
 
 
+_THREADS_HELP = ("torch CPU threads (default: the cores this process may use, os.sched_getaffinity; also "
+                 "$EMOGEO_THREADS); recorded in every artifact")
+
+
+def _threads(threads=None):
+    """Validate --threads and hand it to repro.loading (which sets torch's threads before the first load)."""
+    import os
+
+    from repro.machine import THREADS_ENV, thread_count
+
+    if threads in (None, ""):
+        return
+    try:
+        os.environ[THREADS_ENV] = str(thread_count(threads))
+    except ValueError as exc:
+        _fail(str(exc), 2)
+
+
 def _protocol(protocol=None, quirk=None):
     from repro.protocol import resolve_protocol
 
@@ -46,7 +64,7 @@ def _protocol(protocol=None, quirk=None):
 
 # ---- extraction (repro.extraction) ---------------------------------------------------------------
 # @@EXTRACTION-TASKS@@
-@task(help={"model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
+@task(help={"threads": _THREADS_HELP, "model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
             "backend": "auto|tl|hf (auto: a paper model's Table A1 backend, or an error; other models TL where supported, else HF; tl/hf on a paper model record a departure from its method)",
             "dtype": "fp16|bf16|fp32",
             "stimuli": "a comprehension CSV (ours with a header, or the authors' file as downloaded)",
@@ -54,8 +72,9 @@ def _protocol(protocol=None, quirk=None):
                            "(after `invoke stimuli --import-authors DIR`)",
             "force": "recompute even if a finished run exists", **_PROTOCOL_HELP})
 def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, stimuli_set=None,
-            force=False, protocol=None, quirk=None):
+            force=False, protocol=None, quirk=None, threads=None):
     """Comprehension extraction: every layer, centred vectors, layer sweep, descriptors."""
+    _threads(threads)
     from repro.extraction import extract as run
 
     with _user_errors():
@@ -86,10 +105,11 @@ def stimuli(c, import_authors=None, name="authors"):
         print(f"{d.name:10s} {d}")
 
 
-@task(help={"model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",
+@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",
             "force": "recompute both extractions"})
-def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False):
+def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False, threads=None):
     """Extract through TransformerLens and HF, compare at every layer -> equivalence.json."""
+    _threads(threads)
     import json
 
     from repro.equivalence import run_equivalence
@@ -100,13 +120,23 @@ def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False):
         _fail(f"backends disagree (per-vector cosine < 0.9999 somewhere): see {out}", 1)
 
 
-@task(help={"model": "model to benchmark (default: embedded SmolLM2)", "repeats": "timed repeats per method"})
-def bench(c, model="smollm2-135m-instruct", repeats=1):
-    """Extraction speed/memory: ours vs the original full-cache loop vs a hook-free forward."""
-    from repro.bench import run_bench
-
+@task(help={"threads": _THREADS_HELP, "model": "model to benchmark (default: embedded SmolLM2)",
+            "repeats": "timed repeats per method",
+            "reproduce": "time the main job stage by stage instead (in a scratch artifacts dir; your runs untouched)",
+            "models": "with --reproduce: the models to run (default: embedded, the three-family study)"})
+def bench(c, model="smollm2-135m-instruct", repeats=1, threads=None, reproduce=False, models="embedded"):
+    """Extraction speed/memory (ours vs the original, one pass and as it runs, vs a hook-free forward); or, with
+    --reproduce, the main job stage by stage. Each figure is written with the machine it came from."""
+    _threads(threads)
     with _user_errors():
-        run_bench(model, repeats=int(repeats))
+        if reproduce:
+            from tools.bench_reproduce import run_reproduce_bench
+
+            run_reproduce_bench(models)
+        else:
+            from tools.bench import run_bench
+
+            run_bench(model, repeats=int(repeats))
 
 
 # ---- generation, ablation, steering (repro.generation, repro.steering) ----------------------------
@@ -136,7 +166,7 @@ def _gen_guard(fn):
         _fail(str(exc))
 
 
-@task(help={"model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
+@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
             "preset": "protocol_matched (Section 2.3's eight matched parameters) or loose",
             "precision": "fp16|bf16|fp32|int8|nf4, or auto (fp16 on GPU and fp16-capable CPUs, else fp32)",
             "max_new_tokens": "reduced token budget (default: the preset's 256 / 100); recorded",
@@ -146,8 +176,9 @@ def _gen_guard(fn):
             "force": "recompute even if a finished run with the same config exists",
             **_PROTOCOL_HELP})
 def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precision="auto", max_new_tokens=None,
-             generations_per_template=None, device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
+             generations_per_template=None, device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
     """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>[-...]/."""
+    _threads(threads)
     from repro.generation import run_generation
 
     out = _gen_guard(lambda: run_generation(model, preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
@@ -158,15 +189,16 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
     print(out)
 
 
-@task(help={"model": "alias, hub id or local dir",
+@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir",
             "max_new_tokens": "reduced protocol budget (loose budget scaled by 100/256); recorded",
             "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, bf16, int8, nf4",
             "device": "cpu|cuda", "stimuli_set": _STIMULI_SET_HELP,
             "force": "recompute even if ablation.json matches the config", **_PROTOCOL_HELP})
 def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
-           device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
+           device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
     """Flip each of the eight protocol_matched sub-parameters toward loose -> artifacts/runs/<slug>/ablation.json."""
+    _threads(threads)
     from repro.ablation import run_ablation
 
     out = _gen_guard(lambda: run_ablation(model, _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
@@ -177,7 +209,7 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
     print(out)
 
 
-@task(help={"model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
+@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
             "layers": "all (add at every layer, as the original script) or best (comprehension best layer)",
             "backend": "auto|tl|hf",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, ...",
@@ -186,8 +218,9 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
             "stimuli_set": _STIMULI_SET_HELP + "; its scenarios and its comprehension run",
             "force": "recompute even if the steering run matches the config", **_PROTOCOL_HELP})
 def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
-          device=None, stimuli_set=None, force=False, protocol=None, quirk=None):
+          device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
     """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering[-...]/steering.json."""
+    _threads(threads)
     from repro.steering import run_steering
 
     n = _gen_int(max_new_tokens, "max-new-tokens")
@@ -339,7 +372,7 @@ def runs(c, action, json=False):
 def env_check(c, skip_docker=False, skip_cuda_lock=False, skip_relock=False, container="reproduce",
               rebuild_base=False):
     """Prove what this machine can about the locks, Dockerfiles and flake; say what it cannot."""
-    from repro.envcheck import main
+    from tools.envcheck import main
 
     argv = ["--container", container]
     argv += ["--skip-docker"] * bool(skip_docker) + ["--skip-cuda-lock"] * bool(skip_cuda_lock)
@@ -363,7 +396,7 @@ def paper_stack_check(c, k=None, venv=None):
 
 # ---- the main job --------------------------------------------------------------------------------
 # @@REPRODUCE-TASK@@
-@task(help={"models": "embedded (default: the three-family study, offline: SmolLM2-135M-Instruct, Gemma-3-270M, "
+@task(help={"threads": _THREADS_HELP, "models": "embedded (default: the three-family study, offline: SmolLM2-135M-Instruct, Gemma-3-270M, "
                       "Qwen2.5-Coder-0.5B-Instruct), embedded-one (SmolLM2 only), paper (the twelve, GPU + hub), "
                       "or a comma-separated list of aliases/hub ids/dirs",
             "generation_models": "which models also run generation, ablation and steering: auto (default: the "
@@ -376,23 +409,13 @@ def paper_stack_check(c, k=None, venv=None):
                               "edits or deletions); without it such a change stops the run, exit 2",
             **_PROTOCOL_HELP})
 def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
-              quirk=None, accept_changes=False, generation_models="auto"):
+              quirk=None, accept_changes=False, generation_models="auto", threads=None):
     """Run every stage of the study on the chosen models, then write the report."""
-    from repro.loading import default_device
-    from repro.pipeline import ReproduceOptions, print_summary, reproduce as run
+    _threads(threads)
+    from emogeo.pipeline import default_options, print_summary, reproduce as run
 
-    from repro.generation import EMBEDDED_BUDGET
-
-    gpu = default_device().startswith("cuda")
-    # On a CPU the generation stages use a reduced, documented budget (EMBEDDED_BUDGET: 32 new tokens,
-    # 2 generations per template) so the embedded reproduce stays under 10 minutes; a GPU run uses the
-    # paper's protocol (256 tokens, 5 x 10 generations).
-    budget = {} if gpu else EMBEDDED_BUDGET
-    opt = ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
-                           max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
-                           generations_per_template=budget.get("generations_per_template"), force=force,
-                           stimuli_set=stimuli_set, accept_changes=accept_changes,
-                           generation_models=generation_models)
+    opt = default_options(dtype, max_new_tokens, force=force, stimuli_set=stimuli_set, accept_changes=accept_changes,
+                          generation_models=generation_models)
     from analysis.checksums import ManifestMismatch
 
     with _user_errors():

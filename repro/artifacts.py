@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -70,15 +71,26 @@ def dumps(obj) -> str:
                       allow_nan=False) + "\n"
 
 
-def write_json_atomic(path: Path, obj) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that a reader sees the old file or the whole new one, never a part (same-directory
+    temp file, fsync, rename); readable by all (0644) like any other artifact, not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(dumps(obj))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, dumps(obj))
 
 
 def save_tensors_atomic(path: Path, tensors: dict) -> None:
@@ -182,8 +194,13 @@ def environment(device: str | None = None) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             versions[pkg] = None
+    from .machine import cpu_info
+
     env = {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-           "git_revision": git_revision(), "emogeo": _own_version()}
+           "git_revision": git_revision(), "emogeo": _own_version(), "cpu": cpu_info()}
+    torch = sys.modules.get("torch")  # only when this process computed with it: analysis never imports torch
+    if torch is not None:  # the thread count every timing depends on (repro.machine.configure_threads)
+        env["torch_threads"] = torch.get_num_threads()
     if device is not None:
         env["device"] = device
         try:
@@ -191,7 +208,6 @@ def environment(device: str | None = None) -> dict:
 
             if device.startswith("cuda") and torch.cuda.is_available():
                 env["device_name"] = torch.cuda.get_device_name(0)
-            env["torch_threads"] = torch.get_num_threads()
         except ImportError:
             pass
     return env

@@ -301,6 +301,9 @@ def _free_memory() -> None:
 def load_model(spec: ModelSpec, precision: str = "fp32", device: str | None = None) -> LoadedModel:
     """Load weights + tokenizer for ``spec`` at ``precision`` (fp16|bf16|fp32|int8|nf4); inside ``keep_loaded()``
     a model already loaded at the same precision on the same device is returned instead."""
+    from .machine import configure_threads
+
+    configure_threads()  # threads that fit the cores this process may use (or --threads), before any work
     device = device or default_device()
     key = (spec.hub_id, spec.local_dir, precision, device)
     if _KEPT is not None and key in _KEPT:

@@ -110,7 +110,7 @@ def test_report_marks_a_departing_run(tiny_lm, no_transformer_lens):
 
 def test_reproduce_equivalence_stage_fails_for_a_tl_row_without_tl(tiny_lm, no_transformer_lens, monkeypatch):
     import repro.loading
-    from repro import pipeline
+    from emogeo import pipeline
 
     lm = _as_paper_model(tiny_lm("llama"), "llama-3.2-3b-instruct")
     monkeypatch.setattr(repro.loading, "load_model", lambda *a, **k: lm)

@@ -175,7 +175,7 @@ def test_runs_without_a_manifest_fail_integrity(tree):
 
 def test_reproduce_stops_on_tampered_runs_and_exits_with_verify(tree, monkeypatch):
     """invoke reproduce: a tampered run stops it before any stage; a failing verify stage fails the run."""
-    from repro import pipeline
+    from emogeo import pipeline
 
     run = tree / "artifacts/runs/m/comprehension-fp32-tl"
     run.mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import envcheck
+from tools import envcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -76,7 +76,7 @@ def test_embedded_models_declared():
 
 
 def test_generation_stages_follow_the_paper():
-    from repro.pipeline import stage_models
+    from emogeo.pipeline import stage_models
 
     # The embedded study: generation, ablation and steering on the default model only.
     assert stage_models(resolve_many("embedded")) == {"smollm2-135m-instruct"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import envcheck
+from tools import envcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ["requirements", "Dockerfile.cuda", "Dockerfile.mps-free", "flake.nix", "flake.lock", "README.md",

@@ -77,7 +77,7 @@ def test_reproduce_records_its_protocol_as_json():
     import json
 
     from repro import artifacts
-    from repro.pipeline import ReproduceOptions, options_record
+    from emogeo.pipeline import ReproduceOptions, options_record
 
     for opt in (ReproduceOptions(), ReproduceOptions(protocol=P.resolve_protocol("corrected", "tl_to_tokens_bos=on"))):
         rec = json.loads(artifacts.dumps({"options": options_record(opt)}))["options"]["protocol"]

@@ -426,6 +426,10 @@ def test_fig1_with_one_run_shows_the_released_matrix_labelled(tmp_path):
     assert res["rdm_of_rdms"] is None  # nothing of theirs is passed off as a run's number
     released = res["released"]["rdm_of_rdms"]
     assert len(released["labels"]) == 12 and len(res["released"]["pairs"]) == 66
+    # Figure 4's grey background: the ten released layer sweeps, the one outside Table A1 named as such.
+    sweeps = res["released"]["sweeps"]
+    assert len(sweeps) == 10 and [s["label"] for s in sweeps if "not in Table A1" in s["label"]] == [
+        "Mistral-7B-v0.1 (not in Table A1)"]
     fig = fig1_rdm_of_rdms(res)
     title = fig.axes[0].get_title()
     assert "released matrix, NOT this run's models" in title and "12 models" in title

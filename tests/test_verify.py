@@ -401,3 +401,18 @@ def test_steering_regime_claims_release_and_runs(tmp_path):
         "protocol": {"applied": on}}))
     claims = {c.id: c for c in claims_registry(root)}
     assert evaluate(claims["S2.5.steering_regime.run.google_gemma-3-1b-pt/steering"], Ctx(root))["status"] == PASS
+
+
+def test_verify_refuses_to_check_another_directory_than_the_runs(tree, monkeypatch, capsys):
+    """Runs written under $EMOGEO_ARTIFACTS elsewhere are not what root/artifacts holds: exit 2, one line, instead
+    of a verify (and a report) that passes on the wrong directory."""
+    from emogeo.pipeline import _closing_stages
+
+    monkeypatch.setenv("EMOGEO_ARTIFACTS", str(tree / "elsewhere"))
+    assert vf.main(root=tree) == 2
+    err = capsys.readouterr().err
+    assert "EMOGEO_ARTIFACTS=" in err and "elsewhere" in err and len(err.strip().splitlines()) == 1
+    stages = dict(_closing_stages())
+    assert stages["verify"]()[0] is None and "outside the repository's artifacts/" in stages["verify"]()[1]
+    monkeypatch.setenv("EMOGEO_ARTIFACTS", str(tree / "artifacts"))
+    assert vf.main(root=tree) in (0, 1)  # the same directory: verified

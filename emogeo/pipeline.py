@@ -10,10 +10,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from . import artifacts
-from .loading import LOADS, keep_loaded
-from .models import ModelSpec, resolve_many
-from .protocol import Protocol
+from repro import artifacts
+from repro.loading import LOADS, keep_loaded
+from repro.models import ModelSpec, resolve_many
+from repro.protocol import Protocol
 
 
 @dataclass
@@ -28,6 +28,7 @@ class StageResult:
     loads: list = field(default_factory=list)  # weights read in this stage (repro.loading.LOADS entries)
     peak_rss_mb: float | None = None  # the process's peak resident memory so far (it never goes down)
     peak_gpu_mb: float | None = None  # peak CUDA memory allocated during this stage
+    cpu_seconds: float | None = None  # CPU time (user + system, all threads) this process spent in the stage
 
 
 @dataclass
@@ -58,12 +59,26 @@ class ReproduceOptions:
     extra: dict = field(default_factory=dict)
 
 
+def default_options(dtype: str | None = None, max_new_tokens: int | None = None, **kw) -> ReproduceOptions:
+    """The main job's options on this machine: on a GPU the paper's precision (fp16) and protocol budget; on a CPU
+    fp32 and the reduced, recorded generation budget (repro.generation.EMBEDDED_BUDGET: 32 new tokens, 2
+    generations per template) that keeps the embedded study within minutes."""
+    from repro.generation import EMBEDDED_BUDGET
+    from repro.loading import default_device
+
+    gpu = default_device().startswith("cuda")
+    budget = {} if gpu else EMBEDDED_BUDGET
+    return ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
+                            max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
+                            generations_per_template=budget.get("generations_per_template"), **kw)
+
+
 def stage_models(specs: list[ModelSpec], choice: str = "auto") -> set[str]:
     """Aliases of the models in ``specs`` that run the generation stages (generation, ablation, steering).
 
     The paper ran generation on two models only (Section 4.3: Mistral 7B and Llama 3.1 8B Instruct); the embedded
     study runs it on its default model, SmolLM2-135M-Instruct, which has the chat template the protocol needs."""
-    from .models import DEFAULT_MODEL, MODEL_SETS, UnknownModelError, resolve_many
+    from repro.models import DEFAULT_MODEL, MODEL_SETS, UnknownModelError, resolve_many
 
     present = [s.alias for s in specs]
     if choice == "all":
@@ -83,15 +98,15 @@ def stage_models(specs: list[ModelSpec], choice: str = "auto") -> set[str]:
 
 
 def _stages(spec: ModelSpec, opt: ReproduceOptions, generates: bool = True):
-    from .extraction import extract
+    from repro.extraction import extract
 
     ss = opt.stimuli_set
     yield "extract", lambda: extract(spec, dtype=opt.dtype, force=opt.force, stimuli_set=ss, protocol=opt.protocol)
 
     def equivalence():
-        from .backends import BackendUnavailableError, tl_supports
-        from .equivalence import run_equivalence
-        from .loading import load_model
+        from repro.backends import BackendUnavailableError, tl_supports
+        from repro.equivalence import run_equivalence
+        from repro.loading import load_model
 
         if spec.paper_backend == "HF":
             # Table A1 extracts it with HF hooks because TL does not support it: nothing to compare.
@@ -109,8 +124,8 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions, generates: bool = True):
     if not generates:
         return
     if opt.generation or opt.ablation:
-        from .ablation import loose_tokens, run_ablation
-        from .generation import PRESETS, run_generation
+        from repro.ablation import loose_tokens, run_ablation
+        from repro.generation import PRESETS, run_generation
 
         budget = opt.max_new_tokens or PRESETS["protocol_matched"].max_new_tokens
         gpt = opt.generations_per_template
@@ -131,7 +146,7 @@ def _stages(spec: ModelSpec, opt: ReproduceOptions, generates: bool = True):
                                                generations_per_template=gpt, force=opt.force, stimuli_set=ss,
                                                protocol=opt.protocol)
     if opt.steering:
-        from .steering import run_steering
+        from repro.steering import run_steering
 
         yield "steering", lambda: run_steering(spec, force=opt.force, stimuli_set=ss, protocol=opt.protocol)
 
@@ -164,6 +179,15 @@ def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = 
 
         return build_report(from_reference=False, config=cfg), ""
 
+    from analysis.checksums import artifacts_elsewhere
+
+    elsewhere = artifacts_elsewhere()
+    if elsewhere is not None:
+        # The manifests and verify cover the repository's artifacts/ only: skipped, and said, not run on the
+        # wrong directory.
+        why = (f"skipped: EMOGEO_ARTIFACTS={elsewhere} is outside the repository's artifacts/, which the manifests "
+               "and verify cover")
+        return [("analysis", report), ("checksums", lambda: (None, why)), ("verify", lambda: (None, why))]
     # The first report pass writes runs/<slug>/decomposition.json; the checksums then cover it, and the
     # second pass embeds the verify section (it leaves decomposition.json alone when the numbers agree).
     return [("analysis", report), ("checksums", checksums), ("verify", verify), ("report", report)]
@@ -171,7 +195,7 @@ def _closing_stages(stimuli_set: str | None = None, protocol: Protocol | None = 
 
 def options_record(opt: ReproduceOptions) -> dict:
     """The options as reproduce.json records them (the protocol by name and switches)."""
-    from .protocol import resolve_protocol
+    from repro.protocol import resolve_protocol
 
     return {**opt.__dict__, "protocol": (opt.protocol or resolve_protocol()).to_dict()}
 
@@ -206,7 +230,8 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
             t0 = time.perf_counter()
             try:
                 out, note = fn()
-                results.append(StageResult("*", name, "done", round(time.perf_counter() - t0, 1), str(out), note))
+                results.append(StageResult("*", name, "done" if out is not None else "skipped",
+                                           round(time.perf_counter() - t0, 1), str(out) if out else None, note))
             except VerifyFailed as exc:  # not a crash: the claims say why
                 results.append(StageResult("*", name, "failed", round(time.perf_counter() - t0, 1),
                                            note=str(exc), exit_code=exc.exit_code))
@@ -225,6 +250,7 @@ def _run_stage(model: str, name: str, fn) -> StageResult:
     print(f"\n=== {model}: {name} ===", flush=True)
     n_loads = len(LOADS)
     _reset_gpu_peak()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     try:
         out = fn()
@@ -234,7 +260,14 @@ def _run_stage(model: str, name: str, fn) -> StageResult:
         traceback.print_exc()
         out, status, note = None, "failed", f"{type(exc).__name__}: {exc}"
     return StageResult(model, name, status, round(time.perf_counter() - t0, 1), str(out) if out else None, note,
-                       loads=list(LOADS[n_loads:]), **_memory())
+                       loads=list(LOADS[n_loads:]), cpu_seconds=round(_cpu_seconds() - cpu0, 1), **_memory())
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _reset_gpu_peak() -> None:
