@@ -24,8 +24,13 @@ def _p(p) -> str:
     return "n/a" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3g}")
 
 
+def _used_runs(res: dict) -> list[dict]:
+    """Table A1 rows of the runs that represent their models (not the paper's printed rows)."""
+    return [r for r in res.get("table_a1") or [] if r.get("source") != "paper" and r.get("used", True)]
+
+
 def shared_geometry(res: dict) -> str:
-    rows = [r for r in res.get("table_a1") or [] if r.get("source") != "paper" and r.get("used", True)]
+    rows = _used_runs(res)
     family = {r.get("label") or r["model"]: r.get("family") for r in rows}
     pairs = [p for p in res.get("pairs") or [] if family.get(p["a"]) != family.get(p["b"])]
     if not pairs:
@@ -48,7 +53,7 @@ def shared_geometry(res: dict) -> str:
 
 
 def anisotropy_flag(res: dict) -> str:
-    rows = [r for r in res.get("table_a1") or [] if r.get("source") != "paper" and r.get("used", True)]
+    rows = _used_runs(res)
     if not rows:
         return "- **Anisotropy flag (Section 4.1): not shown.** No comprehension run."
     vals = "; ".join(f"{r.get('label') or r['model']} {_f(r.get('anisotropy'))}" for r in rows)

