@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from . import artifacts
@@ -34,6 +35,7 @@ from .generation import (LOOSE, LOOSE_STAGE, PRESETS, SUBPARAMETERS, Caches, Gen
 from .models import ModelSpec, resolve
 from .protocol import Protocol, resolve_protocol
 from .protocol import suffix as protocol_suffix
+from .runlock import run_lock
 from .stimuli import GENERATION_EMOTIONS
 from .stimuli.sets import resolve_set
 
@@ -82,13 +84,13 @@ def run_ablation(model, max_new_tokens: int | None = None, precision: str = "aut
     ``emotions`` (default: the 20) exists for fast tests only."""
     from .generation import quiet_bnb
 
-    with quiet_bnb():
+    with quiet_bnb(), ExitStack() as locks:  # the run's lock (repro.runlock) is released when this returns
         return _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device,
-                             batch_size, emotions, stimuli_set, protocol or resolve_protocol())
+                             batch_size, emotions, stimuli_set, protocol or resolve_protocol(), locks)
 
 
 def _run_ablation(model, max_new_tokens, precision, generations_per_template, force, progress, device, batch_size,
-                  emotions, stimuli_set, protocol) -> Path:
+                  emotions, stimuli_set, protocol, locks: ExitStack) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
@@ -115,6 +117,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
                 return out
         except (json.JSONDecodeError, OSError):
             pass
+    locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     notes = [n for n in [prec_note] if n]
     if base.max_new_tokens != PRESETS[BASE_PRESET].max_new_tokens:

@@ -82,7 +82,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -93,15 +93,29 @@ def write_json_atomic(path: Path, obj) -> None:
     write_text_atomic(path, dumps(obj))
 
 
-def save_tensors_atomic(path: Path, tensors: dict) -> None:
+def file_mode() -> int:
+    """Mode of every artifact file: readable by all (0644) under the usual umask 022, so another uid (a
+    container user, a reviewer) can read a run; a stricter umask (e.g. 077) is the way to ask otherwise."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def save_tensors_atomic(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    """safetensors written like write_text_atomic: whole or not at all, no temp file left on failure."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @contextmanager
@@ -112,9 +126,16 @@ def atomic_dir(final: Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
+        mode = file_mode()
+        os.chmod(tmp, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a run folder is 0755 beside 0644 files
+        old = None
+        if final.exists():  # moved aside, not deleted first: the old run stays whole until the new one is in
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)  # left by a crash between the two renames
+            os.replace(final, old)
         os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -132,40 +153,73 @@ def finished(path: Path, config: dict) -> bool:
 
 
 class PartialStore:
-    """Resumable progress: one safetensors file per finished unit (batch, emotion, ...)."""
+    """Resumable progress: one safetensors (or JSON) file per finished unit (batch, emotion, ...).
 
-    def __init__(self, final: Path, config: dict):
+    Every unit file carries the run's config hash. A unit that is unreadable (a torn or corrupt file) or was
+    written for another config is discarded and recomputed, and said so (``discarded``; the run's metadata
+    records it), never loaded into this run. Only the holder of the run's lock (repro.runlock) uses a store.
+    """
+
+    def __init__(self, final: Path, config: dict, log=None):
         self.dir = Path(str(final) + ".partial")
+        self.hash = config_hash(config)
+        self.discarded: list[str] = []
+        self._log = log or (lambda msg: print(f"[resume] {msg}", file=sys.stderr, flush=True))
         self.dir.mkdir(parents=True, exist_ok=True)
         stamp = self.dir / "config.json"
-        if stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != config_hash(config):
+        try:
+            stale = stamp.exists() and json.loads(stamp.read_text()).get("config_hash") != self.hash
+        except (json.JSONDecodeError, OSError, AttributeError):
+            stale = True
+        if stale:
             shutil.rmtree(self.dir)  # progress from a different config is not reusable
             self.dir.mkdir(parents=True)
-        write_json_atomic(stamp, {"config_hash": config_hash(config)})
+        write_json_atomic(stamp, {"config_hash": self.hash})
 
     def _path(self, key: str) -> Path:
         return self.dir / f"{key}.safetensors"
 
-    def has(self, key: str) -> bool:
-        return self._path(key).exists()
+    def _discard(self, path: Path, why: str) -> None:
+        self.discarded.append(f"{path.name}: {why}")
+        self._log(f"discarded {path} ({why}); recomputing it")
+        path.unlink(missing_ok=True)
 
-    def load(self, key: str) -> dict:
-        from safetensors.torch import load_file
+    def get(self, key: str) -> dict | None:
+        """The unit's tensors, or None when it is missing, unreadable or another config's (then deleted)."""
+        from safetensors import safe_open
 
-        return load_file(self._path(key))
+        p = self._path(key)
+        if not p.exists():
+            return None
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                got = (f.metadata() or {}).get("config_hash")
+                if got != self.hash:
+                    raise ValueError(f"written for config {got or 'unknown'}, not {self.hash}")
+                return {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # any unreadable file is recomputed; nothing half-read is ever used
+            self._discard(p, f"{type(exc).__name__}: {str(exc)[:120]}")
+            return None
 
     def save(self, key: str, tensors: dict) -> None:
-        save_tensors_atomic(self._path(key), tensors)
+        save_tensors_atomic(self._path(key), tensors, metadata={"config_hash": self.hash})
 
     def save_json(self, key: str, obj) -> None:
-        write_json_atomic(self.dir / f"{key}.json", obj)
+        write_json_atomic(self.dir / f"{key}.json", {"config_hash": self.hash, "data": obj})
 
-    def load_json(self, key: str):
+    def get_json(self, key: str):
+        """The unit's JSON record, or None (missing, unreadable or another config's: then deleted)."""
         p = self.dir / f"{key}.json"
-        return json.loads(p.read_text()) if p.exists() else None
-
-    def has_json(self, key: str) -> bool:
-        return (self.dir / f"{key}.json").exists()
+        if not p.exists():
+            return None
+        try:
+            rec = json.loads(p.read_text())
+            if not isinstance(rec, dict) or rec.get("config_hash") != self.hash or "data" not in rec:
+                raise ValueError("written for another config")
+            return rec["data"]
+        except (ValueError, OSError) as exc:
+            self._discard(p, f"{type(exc).__name__}: {str(exc)[:120]}")
+            return None
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -20,6 +20,7 @@ from .loading import LoadedModel, load_model
 from .models import ModelSpec, resolve
 from .protocol import Protocol, resolve_protocol
 from .protocol import suffix as protocol_suffix
+from .runlock import run_lock
 
 REFERENCE_DEPTHS = (25, 50, 75)
 
@@ -107,20 +108,23 @@ def _pad(rows: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, t
 
 
 def read_last_token(backend, tokenizer, texts: list[str], cfg: ExtractionConfig, store=None, prefix="b",
-                    progress=None, encode=None) -> torch.Tensor:
+                    progress=None, encode=None, truncated: list | None = None) -> torch.Tensor:
     """Residual stream at the last non-pad token of each text, every layer: [L, N, d] float32.
     ``encode``: text -> token ids, instead of the HF tokenizer's defaults (protocol departure
-    ``tl_to_tokens_bos``: TransformerLens ``to_tokens``); the texts are then padded here, in batches."""
+    ``tl_to_tokens_bos``: TransformerLens ``to_tokens``); the texts are then padded here, in batches.
+    ``truncated``: if given, gets (index, full token count) of each text cut to ``cfg.max_length``."""
     tokenizer.padding_side = cfg.padding_side
-    encoded = [list(encode(t))[: cfg.max_length] for t in texts] if encode is not None else None
-    lengths = ([len(e) for e in encoded] if encoded is not None else
-               [len(tokenizer(t, truncation=True, max_length=cfg.max_length).input_ids) for t in texts])
+    full = [list(encode(t)) for t in texts] if encode is not None else None
+    full_lengths = [len(e) for e in full] if full is not None else [len(tokenizer(t).input_ids) for t in texts]
+    encoded = [e[: cfg.max_length] for e in full] if full is not None else None
+    lengths = [min(n, cfg.max_length) for n in full_lengths]
+    if truncated is not None:
+        truncated.extend((i, n) for i, n in enumerate(full_lengths) if n > cfg.max_length)
     out: list[torch.Tensor | None] = [None] * len(texts)
     for bi, idx in enumerate(_batches(lengths, cfg.batch_size)):
         key = f"{prefix}{bi:04d}"
-        if store is not None and store.has(key):
-            acts = store.load(key)["acts"]
-        else:
+        acts = (store.get(key) or {}).get("acts") if store is not None else None
+        if acts is None:
             if encoded is None:
                 enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                                 max_length=cfg.max_length)
@@ -260,7 +264,21 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
             be = HFBackend(lm, last_layer_post_norm=True)  # the same hooks, and the authors' final norm
     departures = method_departures(spec, be.name)
     final = artifacts.run_dir(spec.slug, kind(be.name))
-    store = artifacts.PartialStore(final, identity(be.name))
+    with run_lock(final):
+        if not force and artifacts.finished(final, identity(be.name)):
+            # finished by another process while this one loaded the model
+            if progress:
+                print(f"[extract] {spec.alias}: finished run found, skipping: {final}")
+            return final
+        return _extract_locked(spec, cfg, proto, lm, be, reason, departures, final, identity(be.name), passages,
+                               neutral, stim_digest, stim_record, timer, progress)
+
+
+def _extract_locked(spec, cfg, proto, lm, be, reason, departures, final, ident, passages, neutral, stim_digest,
+                    stim_record, timer, progress) -> Path:
+    """The forward passes, summary and atomic write of one run, under its lock (repro.runlock)."""
+    dtype = cfg.dtype
+    store = artifacts.PartialStore(final, ident)
     texts = [p.text for p in passages]
     bar = _bar(len(texts) + len(neutral), f"extract {spec.alias} [{be.name}]", progress)
     encode, tokenisation = None, "HF tokenizer defaults"
@@ -270,9 +288,14 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
             return be.model.to_tokens(text, move_to_device=False)[0].tolist()
 
         tokenisation = f"TransformerLens to_tokens (default_prepend_bos={be.model.cfg.default_prepend_bos})"
+    cut_p: list = []
+    cut_n: list = []
     with timer("forward"):
-        pacts = read_last_token(be, lm.tokenizer, texts, cfg, store, "p", bar, encode)
-        nacts = read_last_token(be, lm.tokenizer, neutral, cfg, store, "n", bar, encode)
+        pacts = read_last_token(be, lm.tokenizer, texts, cfg, store, "p", bar, encode, cut_p)
+        nacts = read_last_token(be, lm.tokenizer, neutral, cfg, store, "n", bar, encode, cut_n)
+    if (cut_p or cut_n) and progress:
+        print(f"[extract] {spec.alias}: {len(cut_p)} passages and {len(cut_n)} neutral sentences longer than "
+              f"{cfg.max_length} tokens were truncated (recorded in metadata.json 'truncation')")
     if bar is not None:
         bar.close()
     with timer("summarize"):
@@ -283,7 +306,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "schema": "emogeo.comprehension/1",
         "kind": "comprehension",
         "config": cfg.to_dict(),
-        "config_hash": artifacts.config_hash(identity(be.name)),
+        "config_hash": artifacts.config_hash(ident),
         "model": spec.to_dict(),
         "weights": lm.info.get("provenance", {}).get("weights", "original release"),
         "model_provenance": lm.info.get("provenance"),
@@ -309,6 +332,12 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         "tokenisation": tokenisation,
         "env": artifacts.environment(lm.device),
         "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
+        # Saved progress that could not be used (torn, corrupt or another config's) and was recomputed.
+        "resume": {"discarded_partial": store.discarded},
+        # Texts cut to max_length tokens (the last token read is then not the text's own last token).
+        "truncation": {"max_length": cfg.max_length,
+                       "passages": [{"id": passages[i].passage_id, "tokens": n} for i, n in cut_p],
+                       "neutral_sentences": [{"index": i, "tokens": n} for i, n in cut_n]},
         "created_unix": int(time.time()),
     }
     with artifacts.atomic_dir(final) as tmp:

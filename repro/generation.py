@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -60,6 +60,7 @@ from . import artifacts
 from .models import ModelSpec, resolve
 from .protocol import PROTOCOL_NAMES, Protocol, resolve_protocol, run_applied
 from .protocol import suffix as protocol_suffix
+from .runlock import run_lock
 from .stimuli import GENERATION_EMOTIONS
 from .stimuli.sets import StimulusSet, resolve_set, run_stimuli_set, shipped
 
@@ -290,10 +291,10 @@ def run_generation(spec_or_name, preset_name: str = "protocol_matched", precisio
                    stimuli_set: str | None = None, protocol: Protocol | None = None) -> Path:
     """Run (or reuse) ``artifacts/runs/<slug>/<generation_kind(...)>/``; returns its path. ``protocol``
     (default ``paper``) sets the loose preset's decoding (switch ``loose_no_top_k_unseeded``)."""
-    with quiet_bnb():
+    with quiet_bnb(), ExitStack() as locks:  # the run's lock (repro.runlock) is released when this returns
         return _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device,
                                batch_size, generations_per_template, config, stimuli_set,
-                               protocol or resolve_protocol())
+                               protocol or resolve_protocol(), locks)
 
 
 def protocol_record(preset_name: str, protocol: Protocol, applied: dict[str, bool]) -> dict:
@@ -305,7 +306,7 @@ def protocol_record(preset_name: str, protocol: Protocol, applied: dict[str, boo
 
 
 def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force, progress, device, batch_size,
-                    generations_per_template, config, stimuli_set, protocol) -> Path:
+                    generations_per_template, config, stimuli_set, protocol, locks: ExitStack) -> Path:
     from .backends import HFBackend
     from .loading import default_device, load_model
 
@@ -332,6 +333,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     if not force and artifacts.finished(out, rcfg):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
         return out
+    locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     notes = [n for n in [prec_note] if n]
     with timer("load"):
@@ -358,9 +360,9 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     unit_means: dict[str, dict] = {}
     pending = []
     for u in units:
-        if store.has(f"unit-{u}") and store.has_json(f"unit-{u}"):
-            t = store.load(f"unit-{u}")
-            unit_means[u] = {"mid": t["mid"], "last": t["last"], "records": store.load_json(f"unit-{u}")}
+        t, records = store.get(f"unit-{u}"), store.get_json(f"unit-{u}")
+        if t is not None and records is not None and {"mid", "last"} <= set(t):
+            unit_means[u] = {"mid": t["mid"], "last": t["last"], "records": records}
         else:
             pending.append(u)
     if len(pending) < len(units):
@@ -408,7 +410,8 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
         "rdm": fin["rdm"].tolist(), "mean_pairwise_cosine": fin["mean_pairwise_cosine"],
         "pair_checks": pair_checks, "layer_sweep": fin["layer_sweep"],
         "counts": {"naive_generations": naive_count(cfg), "distinct_generations": len(gen_lens),
-                   "generated_this_session": caches.generated, "resumed_units": len(units) - len(pending)},
+                   "generated_this_session": caches.generated, "resumed_units": len(units) - len(pending),
+                   "discarded_partial": store.discarded},
         "generation_stats": {"mean_gen_len": float(sum(gen_lens) / len(gen_lens)), "max_gen_len": max(gen_lens),
                              "fraction_hit_eos": float(sum(hit) / len(hit)),
                              "fraction_mid_fallback": float(sum(1 for g in gen_lens if g <= MID_MIN_GEN_LEN)

@@ -44,6 +44,7 @@ import math
 import re
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ from . import artifacts
 from .models import ModelSpec, resolve
 from .protocol import Protocol, resolve_protocol, run_applied
 from .protocol import suffix as protocol_suffix
+from .runlock import run_lock
 from .stimuli.sets import load_steering_scenarios, resolve_set
 
 SCHEMA = "emogeo.steering/1"
@@ -324,6 +326,15 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
                  strengths=STRENGTHS, max_new_tokens: int | None = None, force: bool = False,
                  progress: bool = True, device: str | None = None, stimuli_set: str | None = None,
                  protocol: Protocol | None = None) -> Path:
+    """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory
+    (see ``_run_steering``). The run's lock (repro.runlock) is held until it is written."""
+    with ExitStack() as locks:
+        return _run_steering(model, layers, backend, precision, strengths, max_new_tokens, force, progress, device,
+                             stimuli_set, protocol, locks)
+
+
+def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, force, progress, device,
+                  stimuli_set, protocol, locks: ExitStack) -> Path:
     """Write ``artifacts/runs/<slug>/steering/steering.json`` (+ metadata.json); returns the directory.
     With a stimulus set other than ours: its scenarios (when it has them) and its comprehension run, in
     ``steering-stim<digest8>/``; under a protocol other than ``paper`` (default) the folder carries its
@@ -363,6 +374,7 @@ def run_steering(model, layers: str = "all", backend: str = "auto", precision: s
     if not force and artifacts.finished(out, config):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
         return out
+    locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     with timer("load"):
         lm = load_model(spec, precision, device)
