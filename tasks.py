@@ -1,11 +1,13 @@
 """invoke tasks: a thin layer over library calls (`invoke --list`)."""
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import sys
 from contextlib import contextmanager
 
-from invoke import task
+from invoke import task as _invoke_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the hub unless the user allows it
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -23,14 +25,46 @@ def _user_errors():
     from repro.backends import BackendUnavailableError
     from repro.loading import ModelUnavailableError
     from repro.models import UnknownModelError
+    from repro.options import OptionError
     from repro.protocol import ProtocolError
     from repro.stimuli import StimulusError
 
     try:
         yield
     except (UnknownModelError, ModelUnavailableError, StimulusError, BackendUnavailableError, ArtifactError,
-            ProtocolError) as exc:
+            ProtocolError, OptionError) as exc:
         _fail(str(exc))
+
+
+_OS_ERRORS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def task(*args, **kwargs):
+    """invoke's @task, with every task's body guarded: Ctrl-C ends in one line and exit 130 (finished work is
+    kept: runs are written atomically and resume), a full disk or a permission problem in one line and exit 2,
+    the known input errors in one line and exit 2 (``_user_errors``)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def body(c, *a, **k):
+            try:
+                with _user_errors():
+                    return fn(c, *a, **k)
+            except KeyboardInterrupt:
+                print("\ninterrupted: finished work is kept (runs are written whole or not at all); rerun the same "
+                      "command to resume", file=sys.stderr)
+                sys.exit(130)
+            except OSError as exc:
+                if exc.errno not in _OS_ERRORS:
+                    raise
+                where = f" ({exc.filename})" if exc.filename else ""
+                _fail(f"{_OS_ERRORS[exc.errno]}{where}: nothing half-written is kept; free space or fix the "
+                      "permissions (or point EMOGEO_ARTIFACTS / EMOGEO_CACHE elsewhere) and rerun to resume")
+        return _invoke_task(**kwargs)(body)
+
+    if args and callable(args[0]) and not kwargs:
+        return wrap(args[0])
+    return wrap
 
 
 _PROTOCOL_HELP = {"protocol": "paper (default: the procedure behind the published numbers) or corrected (the "

@@ -58,6 +58,17 @@ def _row(path: Path, meta: dict | None) -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(created)), "status": status}
 
 
+# The files a run folder may hold (the writers in repro/); anything else is flagged, never read.
+RUN_FILES = {"metadata.json", "vectors.safetensors", "generations.json", "steering.json"}
+
+
+def stray_files(path: Path) -> list[str]:
+    """Files in a run folder that no emogeo writer puts there (a pickle, a dotfile, a leftover temp file). emogeo
+    never loads them (it reads safetensors and JSON by name only); `invoke runs list` flags them."""
+    return sorted(str(p.relative_to(path)) for p in Path(path).rglob("*")
+                  if p.is_file() and not (p.parent == Path(path) and p.name in RUN_FILES))
+
+
 def list_runs(root: Path | None = None) -> list[dict]:
     """Rows for every finished run and every interrupted one (a ``.partial`` folder without its run)."""
     runs = Path(root) / "runs" if root else artifacts.runs_dir()
@@ -68,7 +79,11 @@ def list_runs(root: Path | None = None) -> list[dict]:
         except artifacts.ArtifactError:
             rows.append({**_row(path, None), "status": "unreadable metadata.json (delete the run and rerun)"})
             continue
-        rows.append(_row(path, meta))
+        row = _row(path, meta)
+        stray = stray_files(path)
+        if stray:
+            row["status"] += f"; UNEXPECTED FILES (never loaded, delete them): {', '.join(stray)}"
+        rows.append(row)
     for partial in sorted(runs.glob("*/*.partial")):
         final = partial.with_name(partial.name[:-len(".partial")])
         if not (final / "metadata.json").exists():

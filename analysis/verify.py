@@ -162,8 +162,11 @@ def run_verify(root: Path = REPO, write: bool = True, stimuli_set: str | None = 
         from repro.artifacts import environment, write_json_atomic, write_text_atomic
 
         out = root / "artifacts" / "verify"
-        write_json_atomic(out / "verify.json", {**res.to_dict(), "env": environment()})
-        write_text_atomic(out / "verify.md", markdown_section(res))
+        try:
+            write_json_atomic(out / "verify.json", {**res.to_dict(), "env": environment()})
+            write_text_atomic(out / "verify.md", markdown_section(res))
+        except OSError as exc:  # a read-only tree is still verified: the report goes to the terminal only
+            res.not_written = f"{out} not written ({exc.strerror}); the verdict above is complete"
     return res
 
 
@@ -178,7 +181,10 @@ def main(json_only: bool = False, root: Path = REPO, stimuli_set: str | None = N
         print(json.dumps(_json_safe(res.to_dict()), indent=2))
     else:
         print_table(res)
-        print(f"wrote {root / 'artifacts' / 'verify' / 'verify.json'} and verify.md")
+        if res.not_written:
+            print(f"note: {res.not_written}", file=sys.stderr)
+        else:
+            print(f"wrote {root / 'artifacts' / 'verify' / 'verify.json'} and verify.md")
     return res.exit_code
 
 

@@ -49,6 +49,7 @@ class VerifyResult:
     exit_code: int
     summary: dict = field(default_factory=dict)
     findings: list[dict] = field(default_factory=list)
+    not_written: str | None = None  # why verify.json/.md could not be written (a read-only tree), else None
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "root": str(self.root), "exit_code": self.exit_code, "summary": self.summary,

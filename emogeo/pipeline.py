@@ -66,10 +66,13 @@ def default_options(dtype: str | None = None, max_new_tokens: int | None = None,
     from repro.generation import EMBEDDED_BUDGET
     from repro.loading import default_device
 
+    from repro import options
+
     gpu = default_device().startswith("cuda")
     budget = {} if gpu else EMBEDDED_BUDGET
+    n = options.count(max_new_tokens, "max-new-tokens")  # 0, -5 or "abc": one line, never the default instead
     return ReproduceOptions(dtype=dtype or ("fp16" if gpu else "fp32"),
-                            max_new_tokens=int(max_new_tokens) if max_new_tokens else budget.get("max_new_tokens"),
+                            max_new_tokens=n if n is not None else budget.get("max_new_tokens"),
                             generations_per_template=budget.get("generations_per_template"), **kw)
 
 
@@ -208,15 +211,31 @@ class VerifyFailed(RuntimeError):
         self.exit_code = exit_code
 
 
+def check_options(opt: ReproduceOptions) -> None:
+    """Raise ``repro.options.OptionError`` (or the stimuli/protocol error) for any option no stage would accept,
+    and ``ArtifactError`` when the artifacts folder is not writable."""
+    from repro import options
+    from repro.stimuli.sets import resolve_set
+
+    options.choice(opt.dtype, options.DTYPES, "dtype")
+    for p in opt.gen_precisions:
+        options.choice(p, options.PRECISIONS, "precision")
+    options.count(opt.max_new_tokens, "max-new-tokens")
+    options.count(opt.generations_per_template, "generations-per-template")
+    resolve_set(opt.stimuli_set)
+    artifacts.check_writable()
+
+
 def reproduce(models: str = "embedded", options: ReproduceOptions | None = None) -> list[StageResult]:
     """Every stage for every model, then the closing stages. Raises ``analysis.checksums.ManifestMismatch``
     before any stage when listed runs or references changed (unless ``accept_changes``)."""
     from analysis.checksums import check_unchanged
 
     opt = options or ReproduceOptions()
-    check_unchanged(names=("reference",) if opt.accept_changes else ("reference", "runs"))
     specs = resolve_many(models)
     generating = stage_models(specs, opt.generation_models)
+    check_options(opt)  # every option before the first stage: a bad one fails now, not after minutes of work
+    check_unchanged(names=("reference",) if opt.accept_changes else ("reference", "runs"))
     results: list[StageResult] = []
     t_all = time.perf_counter()
     for spec in specs:

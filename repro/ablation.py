@@ -28,7 +28,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from . import artifacts
+from . import artifacts, options
 from .generation import (LOOSE, LOOSE_STAGE, PRESETS, SUBPARAMETERS, Caches, GenerationConfig, chat_available, collect,
                          default_batch_size, differing_subparameters, finalize, generation_kind, naive_count, plan,
                          preset, rdm_spearman, resolve_precision, run_config, seed_caches_from_run)
@@ -94,8 +94,12 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
     from .backends import HFBackend
     from .loading import default_device, load_model
 
+    precision = options.choice(precision, options.PRECISIONS, "precision")  # every option before any compute
+    max_new_tokens = options.count(max_new_tokens, "max-new-tokens")
+    generations_per_template = options.count(generations_per_template, "generations-per-template")
+    batch_size = options.count(batch_size, "batch-size")
     spec = model if isinstance(model, ModelSpec) else resolve(model)
-    device = device or default_device()
+    device = options.device(device) or default_device()
     precision, prec_note = resolve_precision(precision, device)
     emotions = tuple(emotions or GENERATION_EMOTIONS)
     base, flips, target = ablation_configs(max_new_tokens, generations_per_template, protocol)
@@ -117,6 +121,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
                 return out
         except (json.JSONDecodeError, OSError):
             pass
+    artifacts.check_writable(out.parent)  # read-only or full: one line before any compute
     locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     notes = [n for n in [prec_note] if n]

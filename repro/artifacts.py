@@ -37,6 +37,24 @@ def run_dir(slug: str, kind: str) -> Path:
     return runs_dir() / slug / kind
 
 
+def check_writable(folder: Path | None = None) -> None:
+    """One clear line (ArtifactError) when runs cannot be written to ``folder`` (default: the runs folder),
+    raised before any compute so that nothing is computed only to be lost."""
+    import errno
+
+    folder = Path(folder) if folder else runs_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = {errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.ENOSPC: "disk full"}.get(exc.errno, exc.strerror)
+        raise ArtifactError(f"cannot write runs to {folder} ({why}); make it writable, free space, or point "
+                            "EMOGEO_ARTIFACTS at a writable folder") from None
+
+
 def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -164,6 +182,7 @@ class PartialStore:
         self.dir = Path(str(final) + ".partial")
         self.hash = config_hash(config)
         self.discarded: list[str] = []
+        self.reused = 0  # units read back from earlier progress (a resumed run recomputes only the rest)
         self._log = log or (lambda msg: print(f"[resume] {msg}", file=sys.stderr, flush=True))
         self.dir.mkdir(parents=True, exist_ok=True)
         stamp = self.dir / "config.json"
@@ -196,7 +215,9 @@ class PartialStore:
                 got = (f.metadata() or {}).get("config_hash")
                 if got != self.hash:
                     raise ValueError(f"written for config {got or 'unknown'}, not {self.hash}")
-                return {k: f.get_tensor(k) for k in f.keys()}
+                out = {k: f.get_tensor(k) for k in f.keys()}
+            self.reused += 1
+            return out
         except Exception as exc:  # any unreadable file is recomputed; nothing half-read is ever used
             self._discard(p, f"{type(exc).__name__}: {str(exc)[:120]}")
             return None

@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from .loading import LoadedModel
-
-BACKENDS = ("auto", "tl", "hf")
+from .options import BACKENDS  # auto, tl, hf
 
 
 class BackendUnavailableError(RuntimeError):

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from . import artifacts, geometry
+from . import artifacts, geometry, options
 from .backends import BackendUnavailableError, tl_supports
 from .extraction import extract
 from .loading import load_model
@@ -32,6 +32,7 @@ def compare_layer(a: torch.Tensor, b: torch.Tensor) -> dict:
 
 
 def run_equivalence(model: str | ModelSpec, dtype: str = "fp32", force: bool = False, progress: bool = True) -> Path:
+    dtype = options.choice(dtype, options.DTYPES, "dtype")
     spec = model if isinstance(model, ModelSpec) else resolve(model)
     lm = load_model(spec, dtype)
     ok, why = tl_supports(lm)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import artifacts, geometry, stimuli
+from . import artifacts, geometry, options, stimuli
 from .stimuli.sets import resolve_set
 from .backends import HFBackend, make_backend, method_departures, paper_backend
 from .loading import LoadedModel, load_model
@@ -217,6 +217,11 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
     Stimuli: the named set's passages and neutral sentences (default: our shipped set), or, with
     ``stimuli_path``, that comprehension CSV with the shipped neutral sentences. ``protocol`` (default
     ``paper``) decides each departure of docs/PROTOCOLS.md that applies to the backend that runs."""
+    dtype = options.choice(dtype, options.DTYPES, "dtype")  # checked before anything is read or loaded
+    backend = options.choice(backend, options.BACKENDS, "backend")
+    padding_side = options.choice(padding_side, ("right", "left"), "padding-side")
+    batch_size = options.count(batch_size, "batch-size")
+    device = options.device(device)
     spec = model if isinstance(model, ModelSpec) else resolve(model)
     proto = protocol or resolve_protocol()
     sset = resolve_set(stimuli_set)
@@ -255,6 +260,7 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
                     print(f"[extract] {spec.alias}: finished run found, skipping: {cand}")
                 return cand
 
+    artifacts.check_writable()  # a read-only or full artifacts folder: one line now, not after the forwards
     timer = artifacts.Timer()
     with timer("load"):
         lm = lm or load_model(spec, dtype, device)
@@ -333,7 +339,7 @@ def _extract_locked(spec, cfg, proto, lm, be, reason, departures, final, ident, 
         "env": artifacts.environment(lm.device),
         "timings": {**timer.timings, "model_load_reported": lm.info.get("load_seconds")},
         # Saved progress that could not be used (torn, corrupt or another config's) and was recomputed.
-        "resume": {"discarded_partial": store.discarded},
+        "resume": {"reused_batches": store.reused, "discarded_partial": store.discarded},
         # Texts cut to max_length tokens (the last token read is then not the text's own last token).
         "truncation": {"max_length": cfg.max_length,
                        "passages": [{"id": passages[i].passage_id, "tokens": n} for i, n in cut_p],

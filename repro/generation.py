@@ -56,7 +56,7 @@ from pathlib import Path
 
 import torch
 
-from . import artifacts
+from . import artifacts, options
 from .models import ModelSpec, resolve
 from .protocol import PROTOCOL_NAMES, Protocol, resolve_protocol, run_applied
 from .protocol import suffix as protocol_suffix
@@ -310,8 +310,13 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     from .backends import HFBackend
     from .loading import default_device, load_model
 
+    preset_name = options.choice(preset_name, options.PRESETS, "preset")  # every option before any compute
+    precision = options.choice(precision, options.PRECISIONS, "precision")
+    max_new_tokens = options.count(max_new_tokens, "max-new-tokens")
+    generations_per_template = options.count(generations_per_template, "generations-per-template")
+    batch_size = options.count(batch_size, "batch-size")
     spec = spec_or_name if isinstance(spec_or_name, ModelSpec) else resolve(spec_or_name)
-    device = device or default_device()
+    device = options.device(device) or default_device()
     precision, prec_note = resolve_precision(precision, device)
     cfg = config or preset(preset_name, max_new_tokens, generations_per_template, protocol=protocol)
     applied = preset_applied(preset_name, protocol)
@@ -333,6 +338,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
     if not force and artifacts.finished(out, rcfg):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
         return out
+    artifacts.check_writable(out.parent)  # read-only or full: one line before any compute
     locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     notes = [n for n in [prec_note] if n]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import ModelSpec
+from .options import OptionError
 
 PRECISIONS = ("fp16", "bf16", "fp32", "int8", "nf4")
 
@@ -60,7 +61,7 @@ def torch_dtype(precision: str):
     import torch
 
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        raise OptionError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     # Quantized runs keep non-quantized parts (norms, embeddings) in fp32 on CPU, fp16 on GPU.
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float32)
 
@@ -109,7 +110,7 @@ def _assemble_parts(spec: ModelSpec) -> Path:
         if found is None:
             raise ModelUnavailableError(_missing(spec))
         files.append(Path(list(found.submodule_search_locations)[0]) / rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _writable_cache(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
     h = hashlib.sha256()
     try:
@@ -197,6 +198,7 @@ def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
         return target, json.loads(prov_file.read_text())
     from transformers import AutoModelForCausalLM
 
+    _writable_cache(target.parent)  # before the conversion, not after it
     t0 = time.perf_counter()
     tok, repaired = _gguf_tokenizer(spec, gguf, repair)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -227,6 +229,17 @@ def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
     except OSError:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return target, json.loads(prov_file.read_text())
+
+
+def _writable_cache(folder: Path) -> None:
+    """One line (ModelUnavailableError) when the conversion cache cannot be written."""
+    from .artifacts import ArtifactError, check_writable
+
+    try:
+        check_writable(folder)
+    except ArtifactError as exc:
+        raise ModelUnavailableError(str(exc).replace("point EMOGEO_ARTIFACTS at", "set EMOGEO_CACHE to")
+                                    .replace("cannot write runs to", "cannot write the model cache")) from None
 
 
 def _mk(p: Path) -> Path:
@@ -350,7 +363,9 @@ def _load(spec: ModelSpec, precision: str, device: str) -> LoadedModel:
                 f"from this machine. Run on a machine with hub access (gated Llama/Gemma repos also need "
                 f"HF_TOKEN set in the environment), or pass a local directory with --model. "
                 f"Underlying error: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
-        raise
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise ModelUnavailableError(f"cannot load {src}: {type(exc).__name__}: {first}; check that the directory "
+                                    "holds a complete model (config.json, weights, tokenizer)") from exc
     if qc is None:
         model.to(device)
     model.eval()

@@ -120,8 +120,7 @@ def resolve(name: str) -> ModelSpec:
             return m
     p = Path(key).expanduser()
     if p.is_dir():
-        if not (p / "config.json").exists() and not list(p.glob("*.gguf")):
-            raise UnknownModelError(f"--model {name!r}: directory has neither config.json nor a .gguf file")
+        _check_local_dir(p, name)
         return ModelSpec(p.name, str(p.resolve()), "local", "?", None, None, None, None,
                          source="local", local_dir=str(p.resolve()))
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", key):
@@ -130,6 +129,27 @@ def resolve(name: str) -> ModelSpec:
     raise UnknownModelError(
         f"unknown model {name!r}: use a registry alias, a hub id (owner/name) or a local directory. "
         f"Aliases: {', '.join(aliases())}; sets for --models: {', '.join(MODEL_SETS)}")
+
+
+def _check_local_dir(p: Path, name: str) -> None:
+    """A local model directory that cannot load is refused here, in one line, before any compute."""
+    import json
+
+    cfg, ggufs = p / "config.json", sorted(p.glob("*.gguf"))
+    if not cfg.exists():
+        if not ggufs:
+            raise UnknownModelError(f"--model {name!r}: directory has neither config.json nor a .gguf file")
+        if ggufs[0].stat().st_size < 1024 or ggufs[0].read_bytes()[:4] != b"GGUF":
+            raise UnknownModelError(f"--model {name!r}: {ggufs[0].name} is empty or not a GGUF file (no GGUF "
+                                    "magic); copy the model file again")
+        return
+    try:
+        conf = json.loads(cfg.read_text())
+    except (ValueError, OSError) as exc:
+        raise UnknownModelError(f"--model {name!r}: config.json is not readable JSON ({exc}); restore it") from None
+    if not isinstance(conf, dict) or not (conf.get("model_type") or conf.get("architectures")):
+        raise UnknownModelError(f"--model {name!r}: config.json names no model_type or architectures; restore the "
+                                "model's original config.json")
 
 
 def resolve_many(models: str) -> list[ModelSpec]:

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from . import artifacts
+from . import artifacts, options
 from .models import ModelSpec, resolve
 from .protocol import Protocol, resolve_protocol, run_applied
 from .protocol import suffix as protocol_suffix
@@ -343,12 +343,14 @@ def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, 
     from .generation import resolve_precision
     from .loading import default_device, load_model
 
-    if layers not in ("all", "best"):
-        raise ValueError(f"--layers {layers!r}: choose all or best")
+    layers = options.choice(layers, options.STEER_LAYERS, "layers")  # every option before any compute
+    backend = options.choice(backend, options.BACKENDS, "backend")
+    precision = options.choice(precision, options.PRECISIONS, "precision")
+    max_new_tokens = options.count(max_new_tokens, "max-new-tokens")
     proto = protocol or resolve_protocol()
     on = {d: proto.on(d) for d in proto.identity(STAGE)}
     spec = model if isinstance(model, ModelSpec) else resolve(model)
-    device = device or default_device()
+    device = options.device(device) or default_device()
     precision, prec_note = resolve_precision(precision, device)
     sset = resolve_set(stimuli_set)
     comp_run, comp_meta, vectors = load_comprehension(spec.slug, spec.alias, None if sset.default else sset.name,
@@ -374,6 +376,7 @@ def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, 
     if not force and artifacts.finished(out, config):
         log(f"{out} is complete for this config; skipping (use --force to redo)")
         return out
+    artifacts.check_writable(out.parent)  # read-only or full: one line before any compute
     locks.enter_context(run_lock(out, log))  # one writer per run: a second process is refused in one line
     timer = artifacts.Timer()
     with timer("load"):

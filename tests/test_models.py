@@ -30,7 +30,7 @@ def test_resolve_alias_hub_id_and_case():
 
 
 def test_resolve_local_dir(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     spec = resolve(str(tmp_path))
     assert spec.source == "local" and spec.local_dir == str(tmp_path.resolve())
 

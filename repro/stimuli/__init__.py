@@ -57,8 +57,14 @@ def _norm(text: str) -> str:
 def _data_lines(path: Path) -> list[tuple[int, str]]:
     """(line number, line) for every line that is not a '#' comment; blank lines are kept for csv (which
     skips them) so that quoted fields spanning lines stay whole."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return [(n, ln) for n, ln in enumerate(f, start=1) if not ln.lstrip().startswith("#")]
+    head = path.read_bytes()[:4]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise _err(path, None, "file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8 CSV")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return [(n, ln) for n, ln in enumerate(f, start=1) if not ln.lstrip().startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise _err(path, None, f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV") from None
 
 
 def _read_rows(path: Path, required: Sequence[str],
@@ -69,6 +75,8 @@ def _read_rows(path: Path, required: Sequence[str],
     names every ``required`` column; otherwise, with ``positional``, the file has no header and its rows
     are read by position as ``required`` (the original study's emotion_comprehension_texts.csv).
     Row numbers in errors are the file's line numbers."""
+    if path.is_dir():
+        raise _err(path, None, "is a directory, not a CSV file; pass the CSV inside it")
     if not path.is_file():
         raise _err(path, None, "file not found; check the path or restore the file")
     lines = _data_lines(path)
@@ -83,13 +91,21 @@ def _read_rows(path: Path, required: Sequence[str],
             if any(v.strip() for v in values):
                 rows.append((lineno(), [v.strip() for v in values]))
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise _err(path, lineno(), f"a text longer than {csv.field_size_limit()} characters (or an unclosed "
+                                       "quote that swallows the rest of the file); shorten it or close the "
+                                       "quote") from None
         raise _err(path, lineno(), f"malformed CSV ({exc}); check quoting") from None
+    except OSError as exc:
+        raise _err(path, None, f"cannot read it ({exc.strerror})") from None
     if not rows:
         raise _err(path, None, f"file has no data rows; expected columns {','.join(required)}")
     first_row, first = rows[0]
     headerless = False
     if all(c in first for c in required):
         header, data = first, rows[1:]
+        if not data:
+            raise _err(path, None, f"only a header, no data rows; add rows of {','.join(required)}")
     elif positional and len(first) == len(required) and first[0].lower() in EMOTIONS:
         header, data, headerless = list(required), rows, True
     else:
