@@ -20,7 +20,7 @@ from repro.protocol import Protocol
 class StageResult:
     model: str
     stage: str
-    status: str  # done | skipped | failed | not-run
+    status: str  # done | reused (finished earlier, not recomputed) | skipped | failed | not-run
     seconds: float
     output: str | None = None
     note: str = ""
@@ -270,16 +270,30 @@ def _run_stage(model: str, name: str, fn) -> StageResult:
     n_loads = len(LOADS)
     _reset_gpu_peak()
     cpu0 = _cpu_seconds()
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
         out = fn()
         out, note = out if isinstance(out, tuple) else (out, "")
-        status = "done" if out is not None else "skipped"
+        status = "skipped" if out is None else "reused" if _written_before(out, started) else "done"
+        if status == "reused" and not note:
+            note = "finished earlier with the same config; not recomputed (--force redoes it)"
     except Exception as exc:  # one failing stage must not lose the others' work
         traceback.print_exc()
         out, status, note = None, "failed", f"{type(exc).__name__}: {exc}"
     return StageResult(model, name, status, round(time.perf_counter() - t0, 1), str(out) if out else None, note,
                        loads=list(LOADS[n_loads:]), cpu_seconds=round(_cpu_seconds() - cpu0, 1), **_memory())
+
+
+def _written_before(out, started: float) -> bool:
+    """Was the stage's output already finished before the stage began (a finished run found and reused)?"""
+    from pathlib import Path
+
+    p = Path(out)
+    marker = p / "metadata.json" if p.is_dir() else p
+    try:
+        return marker.stat().st_mtime < started - 0.5
+    except OSError:
+        return False
 
 
 def _cpu_seconds() -> float:

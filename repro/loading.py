@@ -210,8 +210,12 @@ def embedded_hf_dir(spec: ModelSpec) -> tuple[Path, dict]:
     model.config.architectures = [type(model).__name__]
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent if target.parent.exists() else
                                 _mk(target.parent)))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    except BaseException:  # a full disk or Ctrl-C: no half-converted folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     prov = {
         "weights": "dequantised GGUF (" + spec.extra.get("gguf_quant", "?") + "), not the original fp16 release",
         "gguf_file": gguf.name,

@@ -559,3 +559,45 @@ def test_fake_hf_token_is_never_written(tiny_model_path, monkeypatch):
     assert len(written) > 5
     for p in written:
         assert token.encode() not in p.read_bytes(), p
+
+
+@pytest.mark.slow
+def test_killed_generation_resumes_unit_by_unit(tiny_model_path):
+    from repro.generation import run_generation
+
+    model = str(tiny_model_path("llama"))
+    env = {"EMOGEO_ARTIFACTS": os.environ["EMOGEO_ARTIFACTS"]}
+    args = ["generate", "--model", model, "--precision", "fp32", "--max-new-tokens", "4",
+            "--generations-per-template", "1", "--device", "cpu"]
+    proc = _spawn(args, env, delay=0.3)
+    _wait_for(artifacts.runs_dir(), "*/*.partial/unit-*.json")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    partial = next(artifacts.runs_dir().glob("*/generation-*.partial"))
+    saved = len(list(partial.glob("unit-*.json")))
+    assert saved >= 1
+    kw = dict(max_new_tokens=4, generations_per_template=1, device="cpu", progress=False)
+    run = run_generation(model, "protocol_matched", "fp32", **kw)
+    meta = artifacts.load_metadata(run)
+    assert meta["counts"]["resumed_units"] == saved and meta["counts"]["discarded_partial"] == []
+    clean = run_generation(model, "protocol_matched", "fp32", force=True, **kw)
+    assert torch.allclose(_vectors(run), _vectors(clean), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_interrupted_reproduce_reuses_finished_stages(tiny_model_path):
+    from emogeo.pipeline import ReproduceOptions, reproduce
+
+    model = str(tiny_model_path("llama"))
+    env = {"EMOGEO_ARTIFACTS": os.environ["EMOGEO_ARTIFACTS"]}
+    proc = _spawn(["reproduce", "--models", model, "--max-new-tokens", "2"], env, delay=0.2)
+    _wait_for(artifacts.runs_dir(), "*/comprehension-fp32-tl/metadata.json", timeout=120)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert any(ln.startswith("interrupted:") for ln in err.splitlines()), err[-2000:]
+    opt = ReproduceOptions(max_new_tokens=2, generation=False, ablation=False, steering=False, report=False)
+    results = reproduce(model, opt)
+    extract_stage = next(r for r in results if r.stage == "extract")
+    assert extract_stage.status == "reused" and "not recomputed" in extract_stage.note
