@@ -601,3 +601,16 @@ def test_interrupted_reproduce_reuses_finished_stages(tiny_model_path):
     results = reproduce(model, opt)
     extract_stage = next(r for r in results if r.stage == "extract")
     assert extract_stage.status == "reused" and "not recomputed" in extract_stage.note
+
+
+def test_read_only_model_cache_is_one_line_before_the_conversion(tmp_path, monkeypatch):
+    from repro.loading import ModelUnavailableError, load_model
+    from repro.models import resolve
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("EMOGEO_CACHE", str(cache))
+    _refuse_writes_under(monkeypatch, cache)
+    with pytest.raises(ModelUnavailableError, match="cannot write the model cache .*read-only.*EMOGEO_CACHE"):
+        load_model(resolve("smollm2-135m-instruct"), "fp32", "cpu")
+    assert list(cache.rglob("*")) == []
