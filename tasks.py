@@ -76,12 +76,30 @@ _THREADS_HELP = ("torch CPU threads (default: the cores this process may use, os
                  "$EMOGEO_THREADS); recorded in every artifact")
 
 
-def _threads(threads=None):
-    """Validate --threads and hand it to repro.loading (which sets torch's threads before the first load)."""
+_MODEL_HELP = {"revision": "hub revision (branch, tag or commit) instead of the registry's pin or main; recorded, and "
+                             "the runs go to <slug>@<revision>/",
+               "nondeterministic": "on CUDA, leave torch's defaults instead of deterministic algorithms (recorded)"}
+
+
+def _model(model, revision=None):
+    """The --model value, at --revision when given (repro.revisions.with_revision checks it)."""
+    if revision in (None, ""):
+        return model
+    from repro.models import resolve
+    from repro.revisions import with_revision
+
+    return with_revision(resolve(model), revision)
+
+
+def _threads(threads=None, nondeterministic=False):
+    """Validate --threads and hand it to repro.loading (which sets torch's threads before the first load); say
+    whether CUDA runs may leave torch's nondeterministic defaults (repro.machine.configure_determinism)."""
     import os
 
-    from repro.machine import THREADS_ENV, thread_count
+    from repro.machine import NONDETERMINISTIC_ENV, THREADS_ENV, thread_count
 
+    if nondeterministic:
+        os.environ[NONDETERMINISTIC_ENV] = "1"
     if threads in (None, ""):
         return
     try:
@@ -98,7 +116,7 @@ def _protocol(protocol=None, quirk=None):
 
 # ---- extraction (repro.extraction) ---------------------------------------------------------------
 # @@EXTRACTION-TASKS@@
-@task(help={"threads": _THREADS_HELP, "model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
+@task(help={"threads": _THREADS_HELP, **_MODEL_HELP, "model": "registry alias, hub id or local directory (default: the embedded SmolLM2)",
             "backend": "auto|tl|hf (auto: a paper model's Table A1 backend, or an error; other models TL where supported, else HF; tl/hf on a paper model record a departure from its method)",
             "dtype": "fp16|bf16|fp32",
             "stimuli": "a comprehension CSV (ours with a header, or the authors' file as downloaded)",
@@ -106,13 +124,13 @@ def _protocol(protocol=None, quirk=None):
                            "(after `invoke stimuli --import-authors DIR`)",
             "force": "recompute even if a finished run exists", **_PROTOCOL_HELP})
 def extract(c, model="smollm2-135m-instruct", backend="auto", dtype="fp32", stimuli=None, stimuli_set=None,
-            force=False, protocol=None, quirk=None, threads=None):
+            force=False, protocol=None, quirk=None, threads=None, revision=None, nondeterministic=False):
     """Comprehension extraction: every layer, centred vectors, layer sweep, descriptors."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     from repro.extraction import extract as run
 
     with _user_errors():
-        run(model, dtype=dtype, backend=backend, stimuli_path=stimuli, stimuli_set=stimuli_set, force=force,
+        run(_model(model, revision), dtype=dtype, backend=backend, stimuli_path=stimuli, stimuli_set=stimuli_set, force=force,
             protocol=_protocol(protocol, quirk))
 
 
@@ -139,17 +157,17 @@ def stimuli(c, import_authors=None, name="authors"):
         print(f"{d.name:10s} {d}")
 
 
-@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",
+@task(help={"threads": _THREADS_HELP, **_MODEL_HELP, "model": "alias, hub id or directory of a model TransformerLens supports", "dtype": "fp16|bf16|fp32",
             "force": "recompute both extractions"})
-def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False, threads=None):
+def equivalence(c, model="smollm2-135m-instruct", dtype="fp32", force=False, threads=None, revision=None, nondeterministic=False):
     """Extract through TransformerLens and HF, compare at every layer -> equivalence.json."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     import json
 
     from repro.equivalence import run_equivalence
 
     with _user_errors():
-        out = run_equivalence(model, dtype=dtype, force=force)
+        out = run_equivalence(_model(model, revision), dtype=dtype, force=force)
     if not json.loads(open(out).read())["passed"]:
         _fail(f"backends disagree (per-vector cosine < 0.9999 somewhere): see {out}", 1)
 
@@ -200,7 +218,7 @@ def _gen_guard(fn):
         _fail(str(exc))
 
 
-@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
+@task(help={"threads": _THREADS_HELP, **_MODEL_HELP, "model": "alias, hub id or local dir (default: the embedded SmolLM2-135M-Instruct)",
             "preset": "protocol_matched (Section 2.3's eight matched parameters) or loose",
             "precision": "fp16|bf16|fp32|int8|nf4, or auto (fp16 on GPU and fp16-capable CPUs, else fp32)",
             "max_new_tokens": "reduced token budget (default: the preset's 256 / 100); recorded",
@@ -210,12 +228,12 @@ def _gen_guard(fn):
             "force": "recompute even if a finished run with the same config exists",
             **_PROTOCOL_HELP})
 def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precision="auto", max_new_tokens=None,
-             generations_per_template=None, device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
+             generations_per_template=None, device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None, revision=None, nondeterministic=False):
     """Generation-mode emotion vectors -> artifacts/runs/<slug>/generation-<preset>-<precision>[-...]/."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     from repro.generation import run_generation
 
-    out = _gen_guard(lambda: run_generation(model, preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
+    out = _gen_guard(lambda: run_generation(_model(model, revision), preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
                                             force=force, device=device, stimuli_set=stimuli_set,
                                             generations_per_template=_gen_int(generations_per_template,
                                                                               "generations-per-template"),
@@ -223,19 +241,19 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
     print(out)
 
 
-@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir",
+@task(help={"threads": _THREADS_HELP, **_MODEL_HELP, "model": "alias, hub id or local dir",
             "max_new_tokens": "reduced protocol budget (loose budget scaled by 100/256); recorded",
             "generations_per_template": "repeats per template (only the sampled-decoding flip draws them)",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, bf16, int8, nf4",
             "device": "cpu|cuda", "stimuli_set": _STIMULI_SET_HELP,
             "force": "recompute even if ablation.json matches the config", **_PROTOCOL_HELP})
 def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_per_template=None, precision="auto",
-           device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
+           device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None, revision=None, nondeterministic=False):
     """Flip each of the eight protocol_matched sub-parameters toward loose -> artifacts/runs/<slug>/ablation.json."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     from repro.ablation import run_ablation
 
-    out = _gen_guard(lambda: run_ablation(model, _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
+    out = _gen_guard(lambda: run_ablation(_model(model, revision), _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
                                           generations_per_template=_gen_int(generations_per_template,
                                                                             "generations-per-template"),
                                           force=force, device=device, stimuli_set=stimuli_set,
@@ -243,7 +261,7 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
     print(out)
 
 
-@task(help={"threads": _THREADS_HELP, "model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
+@task(help={"threads": _THREADS_HELP, **_MODEL_HELP, "model": "alias, hub id or local dir (needs its comprehension run: invoke extract)",
             "layers": "all (add at every layer, as the original script) or best (comprehension best layer)",
             "backend": "auto|tl|hf",
             "precision": "auto (fp16 on GPU and fp16-capable CPUs, else fp32), fp16, fp32, ...",
@@ -252,13 +270,13 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
             "stimuli_set": _STIMULI_SET_HELP + "; its scenarios and its comprehension run",
             "force": "recompute even if the steering run matches the config", **_PROTOCOL_HELP})
 def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precision="auto", max_new_tokens=None,
-          device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None):
+          device=None, stimuli_set=None, force=False, protocol=None, quirk=None, threads=None, revision=None, nondeterministic=False):
     """Additive emotion steering at five strengths + regime -> artifacts/runs/<slug>/steering[-...]/steering.json."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     from repro.steering import run_steering
 
     n = _gen_int(max_new_tokens, "max-new-tokens")
-    out = _gen_guard(lambda: run_steering(model, layers=layers, backend=backend, precision=precision,
+    out = _gen_guard(lambda: run_steering(_model(model, revision), layers=layers, backend=backend, precision=precision,
                                           max_new_tokens=n, force=force, device=device, stimuli_set=stimuli_set,
                                           protocol=_protocol(protocol, quirk)))
     print(out)
@@ -441,11 +459,11 @@ def paper_stack_check(c, k=None, venv=None):
             "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages",
             "accept_changes": "run even though listed run files changed since checksums/runs.sha256 (your own "
                               "edits or deletions); without it such a change stops the run, exit 2",
-            **_PROTOCOL_HELP})
+            "nondeterministic": _MODEL_HELP["nondeterministic"], **_PROTOCOL_HELP})
 def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
-              quirk=None, accept_changes=False, generation_models="auto", threads=None):
+              quirk=None, accept_changes=False, generation_models="auto", threads=None, nondeterministic=False):
     """Run every stage of the study on the chosen models, then write the report."""
-    _threads(threads)
+    _threads(threads, nondeterministic)
     from emogeo.pipeline import default_options, print_summary, reproduce as run
 
     opt = default_options(dtype, max_new_tokens, force=force, stimuli_set=stimuli_set, accept_changes=accept_changes,

@@ -186,6 +186,7 @@ def _run_ablation(model, max_new_tokens, precision, generations_per_template, fo
     allf = run_one("all_flipped", target)
     result = {
         "schema": SCHEMA, "kind": "ablation", "base_preset": BASE_PRESET, "model": spec.to_dict(),
+        "weights_revision": lm.info.get("weights_revision"),
         "precision": precision, "device": device, "backend": "hf",
         "backend_reason": "raw HF hooks for every precision (TransformerLens refuses bitsandbytes models)",
         "emotions": list(emotions), "config": config, "config_hash": chash,

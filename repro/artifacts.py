@@ -275,7 +275,10 @@ def environment(device: str | None = None) -> dict:
            "git_revision": git_revision(), "emogeo": _own_version(), "cpu": cpu_info()}
     torch = sys.modules.get("torch")  # only when this process computed with it: analysis never imports torch
     if torch is not None:  # the thread count every timing depends on (repro.machine.configure_threads)
+        from .machine import determinism_record
+
         env["torch_threads"] = torch.get_num_threads()
+        env["determinism"] = determinism_record()  # CUDA settings (repro.machine.configure_determinism)
     if device is not None:
         env["device"] = device
         try:

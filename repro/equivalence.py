@@ -67,6 +67,7 @@ def run_equivalence(model: str | ModelSpec, dtype: str = "fp32", force: bool = F
         "runs": {k: str(v) for k, v in runs.items()},
         "protocol": {"name": proto.name, "why": "backend-specific departures off on both sides: the two hook "
                      "mechanisms are compared on the same stream (docs/PROTOCOLS.md)"},
+        "weights_revision": lm.info.get("weights_revision"),
         "env": artifacts.environment(lm.device),
     }
     # The paper's keys at the best layer, flat, for quick reading.

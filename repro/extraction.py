@@ -242,6 +242,8 @@ def extract(model: str | ModelSpec, dtype: str = "fp32", backend: str = "auto", 
         # A run is identified by the backend that RAN, so `--backend auto` and `--backend tl` share a run;
         # by the protocol switches that backend applies (none: the key is left out, as before protocols).
         out = {**cfg.to_dict(), "backend": backend_ran, "stimuli_sha256": stim_digest}
+        if spec.revision:  # a pinned or --revision revision is other weights (left out when none: as before)
+            out["revision"] = spec.revision
         applied = proto.identity(f"extraction-{backend_ran}")
         return {**out, "protocol": applied} if applied else out
 
@@ -316,6 +318,7 @@ def _extract_locked(spec, cfg, proto, lm, be, reason, departures, final, ident, 
         "model": spec.to_dict(),
         "weights": lm.info.get("provenance", {}).get("weights", "original release"),
         "model_provenance": lm.info.get("provenance"),
+        "weights_revision": lm.info.get("weights_revision"),  # hub commit, or a local folder's digest
         "backend": be.name,
         "backend_reason": reason,
         # False when this run departs from the paper's method (e.g. HF hooks for a TL row of Table A1,

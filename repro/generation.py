@@ -218,7 +218,8 @@ def run_config(spec: ModelSpec, preset_name: str, cfg: GenerationConfig, precisi
                sset: StimulusSet | None = None) -> dict:
     return {"schema": SCHEMA, "model": spec.hub_id, "preset": preset_name, "generation": cfg.to_dict(),
             "precision": precision, "device_type": str(device).split(":")[0],
-            "stimuli_sha256": (sset or shipped()).generation_digest()}
+            "stimuli_sha256": (sset or shipped()).generation_digest(),
+            **({"revision": spec.revision} if spec.revision else {})}  # other weights (none: left out, as before)
 
 
 # Short, readable tags for the departures from a preset that users make on purpose (a reduced budget);
@@ -408,6 +409,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
         "subparameters": {k: list(v) for k, v in SUBPARAMETERS.items()},
         "model": spec.to_dict(), "precision": precision, "device": device, "quantized": lm.quantized,
         "quantization": lm.info.get("quantization"), "load_info": {k: v for k, v in lm.info.items()},
+        "weights_revision": lm.info.get("weights_revision"),
         "backend": "hf", "backend_reason": backend_reason,
         "chat_template_applied": chat, "emotions": emotions, "n_layers": lm.n_layers, "d_model": lm.d_model,
         "layer": fin["layer"], "layer_pct": round(100.0 * fin["layer"] / lm.n_layers, 2),

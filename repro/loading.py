@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .models import ModelSpec
 from .options import OptionError
+from .revisions import hub_kwargs, weights_revision
 
 PRECISIONS = ("fp16", "bf16", "fp32", "int8", "nf4")
 
@@ -318,11 +319,12 @@ def _free_memory() -> None:
 def load_model(spec: ModelSpec, precision: str = "fp32", device: str | None = None) -> LoadedModel:
     """Load weights + tokenizer for ``spec`` at ``precision`` (fp16|bf16|fp32|int8|nf4); inside ``keep_loaded()``
     a model already loaded at the same precision on the same device is returned instead."""
-    from .machine import configure_threads
+    from .machine import configure_determinism, configure_threads
 
     configure_threads()  # threads that fit the cores this process may use (or --threads), before any work
     device = device or default_device()
-    key = (spec.hub_id, spec.local_dir, precision, device)
+    configure_determinism(device)  # on CUDA, before the first kernel (or --nondeterministic); recorded
+    key = (spec.hub_id, spec.local_dir, spec.revision, precision, device)
     if _KEPT is not None and key in _KEPT:
         return _KEPT[key]
     lm = _load(spec, precision, device)
@@ -349,7 +351,7 @@ def _load(spec: ModelSpec, precision: str, device: str) -> LoadedModel:
         if not (Path(spec.local_dir) / "config.json").exists() and ggufs:
             kwargs["gguf_file"] = ggufs[0].name
     else:
-        src, kwargs = spec.hub_id, {}
+        src, kwargs = spec.hub_id, hub_kwargs(spec)  # the pinned or --revision revision, if any
         if os.environ.get("HF_TOKEN"):
             kwargs["token"] = os.environ["HF_TOKEN"]
     qc = quantization_config(precision, device)
@@ -376,6 +378,7 @@ def _load(spec: ModelSpec, precision: str, device: str) -> LoadedModel:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    info["weights_revision"] = weights_revision(spec, model, src, info.get("provenance"))
     info["quantization"] = {"int8": "bitsandbytes LLM.int8 (load_in_8bit)", "nf4": "bitsandbytes 4-bit NF4"}.get(
         precision)
     return LoadedModel(model, tok, spec, precision, device, info)

@@ -19,6 +19,8 @@ from functools import lru_cache
 INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16",
                      "amx_fp16", "amx_int8", "amx_tile")
 THREADS_ENV = "EMOGEO_THREADS"
+NONDETERMINISTIC_ENV = "EMOGEO_NONDETERMINISTIC"  # "1": --nondeterministic (leave torch's CUDA defaults alone)
+CUBLAS_WORKSPACE = ":4096:8"  # what torch's reproducibility notes ask for with deterministic cuBLAS
 
 
 def available_cores() -> int:
@@ -70,3 +72,31 @@ def configure_threads(requested: int | str | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def configure_determinism(device: str) -> dict:
+    """On CUDA, before the first kernel: deterministic algorithms (warn_only: an op without a deterministic kernel
+    warns instead of stopping a long run), ``CUBLAS_WORKSPACE_CONFIG``, no cuDNN autotuning; ``--nondeterministic``
+    (``$EMOGEO_NONDETERMINISTIC=1``) leaves torch's defaults. Returns ``determinism_record()``, which every artifact
+    carries (repro.artifacts.environment), so two GPU runs can be told apart or shown identical. On a CPU nothing
+    is changed: torch's CPU kernels give the same bits for the same thread count (recorded too)."""
+    import torch
+
+    if str(device).startswith("cuda") and os.environ.get(NONDETERMINISTIC_ENV) != "1":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return determinism_record()
+
+
+def determinism_record() -> dict:
+    import torch
+
+    return {"requested": "nondeterministic (--nondeterministic)" if os.environ.get(NONDETERMINISTIC_ENV) == "1"
+            else "deterministic on CUDA",
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic)}

@@ -29,11 +29,19 @@ class ModelSpec:
     local_dir: str | None = None
     tl_name: str | None = None  # TransformerLens official name, when TL supports the architecture
     note: str = ""
+    # Hub revision (branch, tag or commit) the registry pins; None: the hub's main at load time (none of the paper's
+    # twelve is pinned: the paper does not state a revision). repro.revisions records what was actually loaded.
+    revision: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
-        return slugify(self.hub_id if self.source != "local" else self.alias)
+        """The runs folder: ``Owner_Name``, plus ``@<revision>`` when --revision overrode the registry's pin (another
+        revision is other weights: its runs never share a folder with main's)."""
+        base = slugify(self.hub_id if self.source != "local" else self.alias)
+        if self.extra.get("revision_override") and self.revision:
+            return f"{base}@{slugify(self.revision)[:40]}"
+        return base
 
     @property
     def is_paper_model(self) -> bool:

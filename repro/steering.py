@@ -367,7 +367,8 @@ def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, 
               "precision": precision, "device_type": str(device).split(":")[0],
               "strengths": [float(x) for x in strengths], "max_new_tokens": n_new,
               "scenarios": list(scenarios), "comprehension_run": str(comp_run.name),
-              "comprehension_hash": comp_meta.get("config_hash"), "rule": rule, "protocol_applied": applied}
+              "comprehension_hash": comp_meta.get("config_hash"), "rule": rule, "protocol_applied": applied,
+              **({"revision": spec.revision} if spec.revision else {})}
 
     def log(msg):
         if progress:
@@ -440,7 +441,8 @@ def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, 
                  "token excluded; one value per (scenario, layer)")
     meta = {
         "schema": SCHEMA, "kind": "steering", "config": config, "config_hash": artifacts.config_hash(config),
-        "model": spec.to_dict(), "precision": precision, "device": device, "backend": be.name,
+        "model": spec.to_dict(), "weights_revision": lm.info.get("weights_revision"), "precision": precision,
+        "device": device, "backend": be.name,
         "backend_reason": be_reason, "paper_method": not departures,
         "method_departures": departures, "layers": target_layers, "best_layer": best,
         "vector": ("the best layer's vector at every steered layer" if on["steer_best_vector_every_layer"]
