@@ -414,6 +414,24 @@ def runs(c, action, json=False):
     print(_json.dumps(rows, indent=2) if json else format_rows(rows))
 
 
+@task(help={"out": "where to write the JSON (default: artifacts/gpu-check/gpu_check.json)",
+            "threads": _THREADS_HELP, "nondeterministic": _MODEL_HELP["nondeterministic"]})
+def gpu_check(c, out=None, threads=None, nondeterministic=False):
+    """On a CUDA machine: fp16 extraction (TL and HF), equivalence, fp16/int8/nf4 generation at 256 tokens and
+    steering on the embedded models, in minutes -> one JSON (docs/ENVIRONMENTS.md). Without CUDA: exit 2."""
+    _threads(threads, nondeterministic)
+    from tools.gpucheck import NoCudaError, require_cuda, run_gpu_check
+
+    try:
+        require_cuda()
+    except NoCudaError as exc:
+        _fail(str(exc), 2)
+    rec = run_gpu_check(out=out)
+    if not rec["passed"]:
+        _fail(f"gpu-check: {len(rec['failed_checks'])} stage(s) failed ({'; '.join(rec['failed_checks'])[:400]}); "
+              f"see {rec['path']}", 1)
+
+
 # ---- environments (env-check) ---------------------------------------------------------------------
 # @@ENV-TASKS@@
 @task(help={"skip_docker": "do not build and run Dockerfile.mps-free (needs root, docker.io, debootstrap)",
