@@ -71,3 +71,15 @@ def test_the_schema_is_documented():
     section = doc[doc.index("### `invoke gpu-check`"):]
     for key in TOP_KEYS + STAGE_KEYS:
         assert f"`{key}`" in section, key
+
+
+def test_a_model_the_stack_cannot_load_is_not_run_not_failed(tiny_model_path, tmp_path):
+    from tools.gpucheck import run_gpu_check
+
+    tiny = str(tiny_model_path("llama"))
+    rec = run_gpu_check(models=["qwen2.5-1.5b", tiny], generation_model=tiny, device="cpu", dtype="fp32",
+                        precisions=("fp32",), max_new_tokens=2, generations_per_template=1, out=tmp_path / "g.json")
+    qwen = [s for s in rec["stages"] if s["model"] == "qwen2.5-1.5b"]
+    assert [s["status"] for s in qwen] == ["not-run"] * 3 and all(s["passed"] is None for s in qwen)
+    assert "HuggingFace hub" in qwen[0]["note"]
+    assert rec["passed"] and rec["failed_checks"] == []
