@@ -391,15 +391,28 @@ def checksums(c, accept_changes=False, reference=False):
         print(f"{name}: {path.relative_to(REPO) if path else 'no runs under artifacts/runs (no manifest)'}")
 
 
-@task(positional=["action"], help={"action": "list: every run with its model, kind, stimuli, dtype, backend, "
-                                            "date and status; migrate: move folders of the old layout to "
-                                            "the names their runs call for", "json": "print JSON instead of a table"})
-def runs(c, action, json=False):
-    """What is under artifacts/runs (`invoke runs list`, `invoke runs migrate`)."""
+@task(positional=["action", "src"], help={"action": "list: every run with its model, kind, stimuli, dtype, backend, "
+                                                   "date and status; migrate: move folders of the old layout to "
+                                                   "the names their runs call for; merge: copy finished runs from "
+                                                   "other artifact roots (SRC)", "json": "print JSON instead of a table",
+                                         "src": "with merge: other machines' artifact roots, comma-separated"})
+def runs(c, action, src=None, json=False):
+    """What is under artifacts/runs (`invoke runs list`, `invoke runs migrate`, `invoke runs merge SRC[,SRC]`)."""
     import json as _json
 
     from analysis.runindex import format_rows, list_runs
 
+    if action == "merge":
+        from repro.merge import merge
+
+        if not src:
+            _fail("invoke runs merge SRC[,SRC...]: name the artifact roots to merge from (e.g. /mnt/podA/artifacts)")
+        done = merge([p for p in src.split(",") if p.strip()])
+        for m in done:
+            print(f"{m.action:13s} {m.run}  <- {m.source}")
+        print(f"{sum(m.action == 'copied' for m in done)} run(s) copied, "
+              f"{sum(m.action == 'already here' for m in done)} already here; next: invoke checksums, verify, report")
+        return
     if action == "migrate":
         from repro.layout import migrate
 
@@ -409,7 +422,7 @@ def runs(c, action, json=False):
         print(f"{sum(w == 'moved' for _, _, w in moved)} run(s) moved" if moved else "nothing to migrate")
         return
     if action != "list":
-        _fail(f"invoke runs {action!r}: choose list or migrate")
+        _fail(f"invoke runs {action!r}: choose list, migrate or merge")
     rows = list_runs()
     print(_json.dumps(rows, indent=2) if json else format_rows(rows))
 
@@ -477,15 +490,26 @@ def paper_stack_check(c, k=None, venv=None):
             "stimuli_set": _STIMULI_SET_HELP, "force": "recompute finished stages",
             "accept_changes": "run even though listed run files changed since checksums/runs.sha256 (your own "
                               "edits or deletions); without it such a change stops the run, exit 2",
-            "nondeterministic": _MODEL_HELP["nondeterministic"], **_PROTOCOL_HELP})
+            "nondeterministic": _MODEL_HELP["nondeterministic"],
+            "executor": "local (default: the models one after another here) or ray (one Ray task per model; "
+                        "bash scripts/setup.sh --with ray; docs/SCALING.md)",
+            "address": "with --executor ray: the cluster to join (auto: the local `ray start` one; default: start "
+                       "a small local cluster)",
+            "gpus_per_model": "with --executor ray: GPUs per model's task (default 1 on CUDA; 0.5 shares a GPU)",
+            "artifacts": "the artifact root to write (default ./artifacts; e.g. a shared volume every worker sees)",
+            **_PROTOCOL_HELP})
 def reproduce(c, models="embedded", dtype=None, max_new_tokens=None, stimuli_set=None, force=False, protocol=None,
-              quirk=None, accept_changes=False, generation_models="auto", threads=None, nondeterministic=False):
+              quirk=None, accept_changes=False, generation_models="auto", threads=None, nondeterministic=False,
+              executor="local", address=None, gpus_per_model=None, artifacts=None):
     """Run every stage of the study on the chosen models, then write the report."""
     _threads(threads, nondeterministic)
+    if artifacts:
+        os.environ["EMOGEO_ARTIFACTS"] = os.path.abspath(artifacts)
     from emogeo.pipeline import default_options, print_summary, reproduce as run
 
     opt = default_options(dtype, max_new_tokens, force=force, stimuli_set=stimuli_set, accept_changes=accept_changes,
-                          generation_models=generation_models)
+                          generation_models=generation_models, executor=executor, address=address or None,
+                          gpus_per_model=gpus_per_model)
     from analysis.checksums import ManifestMismatch
 
     with _user_errors():

@@ -59,7 +59,7 @@ def _row(path: Path, meta: dict | None) -> dict:
 
 
 # The files a run folder may hold (the writers in repro/); anything else is flagged, never read.
-RUN_FILES = {"metadata.json", "vectors.safetensors", "generations.json", "steering.json"}
+RUN_FILES = {"metadata.json", "vectors.safetensors", "generations.json", "steering.json", artifacts.RUN_SUMS}
 
 
 def stray_files(path: Path) -> list[str]:

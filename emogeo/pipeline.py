@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from repro import artifacts
-from repro.loading import LOADS, keep_loaded
+from repro.loading import LOADS
 from repro.models import ModelSpec, resolve_many
 from repro.protocol import Protocol
 
@@ -29,6 +29,7 @@ class StageResult:
     peak_rss_mb: float | None = None  # the process's peak resident memory so far (it never goes down)
     peak_gpu_mb: float | None = None  # peak CUDA memory allocated during this stage
     cpu_seconds: float | None = None  # CPU time (user + system, all threads) this process spent in the stage
+    worker: dict | None = None  # --executor ray: where the stage ran (host, node, pid, CUDA_VISIBLE_DEVICES)
 
 
 @dataclass
@@ -56,6 +57,11 @@ class ReproduceOptions:
     # see stage_models), "all", "none", or comma-separated aliases/hub ids. The other models get comprehension
     # extraction and equivalence only.
     generation_models: str = "auto"
+    # Where the models' stages run (emogeo.executors): "local" (here, one after another) or "ray" (one task per
+    # model on the Ray cluster at `address`, or a local one; `gpus_per_model` GPUs each, fractional allowed).
+    executor: str = "local"
+    address: str | None = None
+    gpus_per_model: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -222,6 +228,20 @@ def check_options(opt: ReproduceOptions) -> None:
         options.choice(p, options.PRECISIONS, "precision")
     options.count(opt.max_new_tokens, "max-new-tokens")
     options.count(opt.generations_per_template, "generations-per-template")
+    options.choice(opt.executor, ("local", "ray"), "executor")
+    if opt.gpus_per_model is not None:
+        try:
+            if float(opt.gpus_per_model) <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise options.OptionError(f"--gpus-per-model {opt.gpus_per_model!r}: give a positive number (0.5 shares "
+                                      "a GPU between two models)") from None
+    if opt.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise options.OptionError("--executor ray needs Ray, an optional part: bash scripts/setup.sh --with ray "
+                                      "(requirements/ray.lock)")
     resolve_set(opt.stimuli_set)
     artifacts.check_writable()
 
@@ -236,14 +256,15 @@ def reproduce(models: str = "embedded", options: ReproduceOptions | None = None)
     generating = stage_models(specs, opt.generation_models)
     check_options(opt)  # every option before the first stage: a bad one fails now, not after minutes of work
     check_unchanged(names=("reference",) if opt.accept_changes else ("reference", "runs"))
-    results: list[StageResult] = []
+    from .executors import run_local, run_ray
+
     t_all = time.perf_counter()
-    for spec in specs:
-        # One load per model and precision: the stages of this model share its weights, freed before the next.
-        with keep_loaded():
-            for name, fn in _stages(spec, opt, spec.alias in generating):
-                results.append(_run_stage(spec.alias, name, fn))
-    if opt.report:
+    if opt.executor == "ray":
+        results = run_ray(specs, opt, generating, _stages, _run_stage, StageResult, address=opt.address,
+                          gpus_per_model=opt.gpus_per_model)
+    else:
+        results = run_local(specs, opt, generating, _stages, _run_stage)
+    if opt.report:  # once, here, after every model's stages have ended (on every executor)
         for name, fn in _closing_stages(opt.stimuli_set, opt.protocol):
             print(f"\n=== {name} ===", flush=True)
             t0 = time.perf_counter()

@@ -136,14 +136,53 @@ def save_tensors_atomic(path: Path, tensors: dict, metadata: dict | None = None)
             os.unlink(tmp)
 
 
+RUN_SUMS = "SHA256SUMS"  # in every run folder: sha256sum lines of its other files (checked by `invoke runs merge`)
+
+
+def write_run_sums(folder: Path) -> None:
+    """``SHA256SUMS`` (``sha256sum -c`` format, from inside the folder) over the folder's other files."""
+    folder = Path(folder)
+    lines = [f"{_sha256(p)}  {p.relative_to(folder)}" for p in sorted(folder.rglob("*"))
+             if p.is_file() and p.name != RUN_SUMS]
+    write_text_atomic(folder / RUN_SUMS, "\n".join(lines) + "\n")
+
+
+def check_run_sums(folder: Path) -> list[str]:
+    """What disagrees with the folder's ``SHA256SUMS``: changed, missing or unlisted files (empty: all agree)."""
+    folder = Path(folder)
+    sums = folder / RUN_SUMS
+    if not sums.exists():
+        return [f"no {RUN_SUMS} (a run written before runs carried one)"]
+    listed = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    problems = [f"{n}: missing" for n in listed if not (folder / n).is_file()]
+    problems += [f"{n}: changed" for n, d in listed.items() if (folder / n).is_file() and _sha256(folder / n) != d]
+    problems += [f"{p.relative_to(folder)}: not listed" for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p.name != RUN_SUMS and str(p.relative_to(folder)) not in listed]
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
 @contextmanager
-def atomic_dir(final: Path):
-    """Yield a temp dir next to ``final``; rename it to ``final`` only if the block succeeds."""
+def atomic_dir(final: Path, sums: bool = False):
+    """Yield a temp dir next to ``final``; rename it to ``final`` only if the block succeeds (with ``sums``, after
+    writing its ``SHA256SUMS``)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
+        if sums:
+            write_run_sums(tmp)
         mode = file_mode()
         os.chmod(tmp, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a run folder is 0755 beside 0644 files
         old = None

@@ -349,7 +349,7 @@ def _extract_locked(spec, cfg, proto, lm, be, reason, departures, final, ident, 
                        "neutral_sentences": [{"index": i, "tokens": n} for i, n in cut_n]},
         "created_unix": int(time.time()),
     }
-    with artifacts.atomic_dir(final) as tmp:
+    with artifacts.atomic_dir(final, sums=True) as tmp:
         artifacts.save_tensors_atomic(tmp / "vectors.safetensors", tensors)
         artifacts.write_json_atomic(tmp / "metadata.json", metadata)
     store.clear()

@@ -440,7 +440,7 @@ def _run_generation(spec_or_name, preset_name, precision, max_new_tokens, force,
         tensors["neutral_mean"] = fin["neutral_mean"].contiguous()
     generations = {"emotions": {e: unit_means[e]["records"] for e in emotions},
                    "neutral": unit_means[NEUTRAL]["records"] if cfg.uses_neutral else []}
-    with artifacts.atomic_dir(out) as tmp:
+    with artifacts.atomic_dir(out, sums=True) as tmp:
         artifacts.save_tensors_atomic(tmp / "vectors.safetensors", tensors)
         artifacts.write_json_atomic(tmp / "generations.json", generations)
         artifacts.write_json_atomic(tmp / "metadata.json", meta)  # last: marks the run complete

