@@ -193,15 +193,6 @@ def bench(c, model="smollm2-135m-instruct", repeats=1, threads=None, reproduce=F
 
 # ---- generation, ablation, steering (repro.generation, repro.steering) ----------------------------
 # @@GENERATION-TASKS@@
-def _gen_int(value, name):
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        _fail(f"--{name} must be an integer, got {value!r}")
-
-
 _STIMULI_SET_HELP = "stimulus set: emogeo (ours, shipped, the default) or authors (`invoke stimuli --import-authors`)"
 
 
@@ -233,10 +224,9 @@ def generate(c, model="smollm2-135m-instruct", preset="protocol_matched", precis
     _threads(threads, nondeterministic)
     from repro.generation import run_generation
 
-    out = _gen_guard(lambda: run_generation(_model(model, revision), preset, precision, _gen_int(max_new_tokens, "max-new-tokens"),
+    out = _gen_guard(lambda: run_generation(_model(model, revision), preset, precision, max_new_tokens,
                                             force=force, device=device, stimuli_set=stimuli_set,
-                                            generations_per_template=_gen_int(generations_per_template,
-                                                                              "generations-per-template"),
+                                            generations_per_template=generations_per_template,
                                             protocol=_protocol(protocol, quirk)))
     print(out)
 
@@ -253,9 +243,8 @@ def ablate(c, model="smollm2-135m-instruct", max_new_tokens=None, generations_pe
     _threads(threads, nondeterministic)
     from repro.ablation import run_ablation
 
-    out = _gen_guard(lambda: run_ablation(_model(model, revision), _gen_int(max_new_tokens, "max-new-tokens"), precision=precision,
-                                          generations_per_template=_gen_int(generations_per_template,
-                                                                            "generations-per-template"),
+    out = _gen_guard(lambda: run_ablation(_model(model, revision), max_new_tokens, precision=precision,
+                                          generations_per_template=generations_per_template,
                                           force=force, device=device, stimuli_set=stimuli_set,
                                           protocol=_protocol(protocol, quirk)))
     print(out)
@@ -275,9 +264,8 @@ def steer(c, model="smollm2-135m-instruct", layers="all", backend="auto", precis
     _threads(threads, nondeterministic)
     from repro.steering import run_steering
 
-    n = _gen_int(max_new_tokens, "max-new-tokens")
     out = _gen_guard(lambda: run_steering(_model(model, revision), layers=layers, backend=backend, precision=precision,
-                                          max_new_tokens=n, force=force, device=device, stimuli_set=stimuli_set,
+                                          max_new_tokens=max_new_tokens, force=force, device=device, stimuli_set=stimuli_set,
                                           protocol=_protocol(protocol, quirk)))
     print(out)
 

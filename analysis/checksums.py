@@ -22,11 +22,12 @@ cannot detect: someone who rewrites a file *and* its manifest (docs/ARTIFACTS.md
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from repro.artifacts import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,14 +63,6 @@ class Finding:
 
 def manifest_path(root: Path, name: str) -> Path:
     return Path(root) / CHECKSUM_DIR / f"{name}.sha256"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _skipped(part: str) -> bool:

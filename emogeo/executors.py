@@ -23,20 +23,18 @@ EXECUTORS = ("local", "ray")
 
 
 def run_local(specs, opt, generating, stages, run_stage) -> list:
-    _stages, _run_stage = stages, run_stage
     results = []
     for spec in specs:
         # One load per model and precision: the stages of this model share its weights, freed before the next.
         with keep_loaded():
-            for name, fn in _stages(spec, opt, spec.alias in generating):
-                results.append(_run_stage(spec.alias, name, fn))
+            for name, fn in stages(spec, opt, spec.alias in generating):
+                results.append(run_stage(spec.alias, name, fn))
     return results
 
 
 def _model_task(spec, opt, generates: bool, env: dict, stages, run_stage) -> dict:
     """One model's stages, in a Ray worker: returns its StageResults (as dicts) and where it ran."""
     os.environ.update(env)
-    _stages, _run_stage = stages, run_stage
 
     where = {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get(
         "CUDA_VISIBLE_DEVICES")}
@@ -50,8 +48,8 @@ def _model_task(spec, opt, generates: bool, env: dict, stages, run_stage) -> dic
     t0 = time.perf_counter()
     results = []
     with keep_loaded():
-        for name, fn in _stages(spec, opt, generates):
-            results.append(_run_stage(spec.alias, name, fn).__dict__)
+        for name, fn in stages(spec, opt, generates):
+            results.append(run_stage(spec.alias, name, fn).__dict__)
     return {"model": spec.alias, "where": where, "seconds": round(time.perf_counter() - t0, 1), "results": results}
 
 

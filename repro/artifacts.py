@@ -142,7 +142,7 @@ RUN_SUMS = "SHA256SUMS"  # in every run folder: sha256sum lines of its other fil
 def write_run_sums(folder: Path) -> None:
     """``SHA256SUMS`` (``sha256sum -c`` format, from inside the folder) over the folder's other files."""
     folder = Path(folder)
-    lines = [f"{_sha256(p)}  {p.relative_to(folder)}" for p in sorted(folder.rglob("*"))
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder)}" for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != RUN_SUMS]
     write_text_atomic(folder / RUN_SUMS, "\n".join(lines) + "\n")
 
@@ -158,16 +158,17 @@ def check_run_sums(folder: Path) -> list[str]:
         digest, _, name = line.partition("  ")
         listed[name] = digest
     problems = [f"{n}: missing" for n in listed if not (folder / n).is_file()]
-    problems += [f"{n}: changed" for n, d in listed.items() if (folder / n).is_file() and _sha256(folder / n) != d]
+    problems += [f"{n}: changed" for n, d in listed.items() if (folder / n).is_file() and sha256_file(folder / n) != d]
     problems += [f"{p.relative_to(folder)}: not listed" for p in sorted(folder.rglob("*"))
                  if p.is_file() and p.name != RUN_SUMS and str(p.relative_to(folder)) not in listed]
     return problems
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in chunks (the one file digest: runs, manifests, GGUFs, wheels)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 22):
+        while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .artifacts import sha256_file
 from .models import ModelSpec
 from .options import OptionError
 from .revisions import hub_kwargs, weights_revision
@@ -65,14 +66,6 @@ def torch_dtype(precision: str):
         raise OptionError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     # Quantized runs keep non-quantized parts (norms, embeddings) in fp32 on CPU, fp16 on GPU.
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float32)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- embedded GGUF models

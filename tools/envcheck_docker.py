@@ -3,7 +3,6 @@ with debootstrap (no image registry is reachable), then the smoke checks, `invok
 and `invoke verify` inside the image with --network none."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -12,6 +11,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from repro.artifacts import sha256_file
 
 from tools.envcheck_common import Step, _run, _say, _tail, parse_lock, parse_lock_hashes
 
@@ -95,12 +96,12 @@ def _stage_torch_wheel() -> str:
     dest.mkdir(exist_ok=True)
     pattern = f"torch-{version}-*.whl"
     for have in dest.glob(pattern):
-        if _sha256(have) in want:
+        if sha256_file(have) in want:
             return f"{have.name} (already staged)"
     dirs = [d for d in re.split(r"[\s]+", os.environ.get("PIP_FIND_LINKS", "")) if d] + ["/opt/wheels"]
     for d in dirs:
         for cand in Path(d).glob(pattern) if Path(d).is_dir() else []:
-            if _sha256(cand) in want:
+            if sha256_file(cand) in want:
                 target = dest / cand.name
                 try:
                     os.link(cand, target)
@@ -109,14 +110,6 @@ def _stage_torch_wheel() -> str:
                 return f"{cand.name} from {d}"
     raise FileNotFoundError(f"no {pattern} with the sha256 of requirements/cpu.lock in .docker-wheels/ or "
                             f"{dirs} (docs/ENVIRONMENTS.md: where to get the CPU wheel)")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _build_base(env: DockerEnv, rebuild: bool) -> str:
